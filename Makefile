@@ -1,0 +1,45 @@
+# ttp-atlas: `make run` builds the layers and serves them; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+SHARED_DATA := $(abspath ../shared/data/boundaries)
+export TTP_ATLAS_DATA ?= $(if $(wildcard $(SHARED_DATA)/PROVENANCE.md),$(SHARED_DATA),$(HOME)/.cache/ttp-atlas/boundaries)
+export TTP_ATLAS_BUILD ?= build
+APT_PACKAGES := chromium chromium-driver poppler-utils nginx wrk fonts-dejavu-core
+STAMP := .make
+
+.PHONY: run test install system-deps data build serve bench clean
+
+run: install data build serve
+
+test: install system-deps data
+	$(PYTHON) -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$status
+
+install: $(STAMP)/install
+$(STAMP)/install: pyproject.toml
+	$(PYTHON) -m pip install -q -e '.[test]'
+	@mkdir -p $(STAMP) && touch $@
+
+# Debian packages the tests and benchmarks use (headless browser, PDF rasteriser, nginx, wrk).
+system-deps: $(STAMP)/system-deps
+$(STAMP)/system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
+	@mkdir -p $(STAMP) && touch $@
+
+# Check the boundary data (download it from the upstream publishers when it is not there).
+data: install
+	ttp-atlas data --data "$(TTP_ATLAS_DATA)"
+
+build: install
+	ttp-atlas build --data "$(TTP_ATLAS_DATA)" --out "$(TTP_ATLAS_BUILD)"
+
+serve: install
+	ttp-atlas serve --data "$(TTP_ATLAS_DATA)" --out "$(TTP_ATLAS_BUILD)"
+
+bench: install system-deps build
+	$(PYTHON) -m bench --out bench-results.md
+
+clean:
+	rm -rf build $(STAMP) test-artifacts bench-results.md

@@ -1,0 +1,49 @@
+"""Resolve place names written many ways (``D. I. Khan``, ``Kohistan Upper``) to one key.
+
+A gazetteer is plain data: key -> the names it is known by. Names compare by their set of
+words, case- and punctuation-blind, so word order and dots do not matter; everything else
+(``Dera Ismail Khan`` = ``D. I. Khan``) must be an explicit alias.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+
+class PlaceNameError(LookupError):
+    """A name that resolves to no key, or to more than one."""
+
+    def __init__(self, name: str, reason: str, suggestions: list[str]):
+        self.name, self.reason, self.suggestions = name, reason, suggestions
+        hint = f"; closest valid names: {', '.join(suggestions)}" if suggestions else ""
+        super().__init__(f"{reason} name {name!r}{hint}")
+
+
+def normalise(name: str) -> str:
+    """Order-, case- and punctuation-blind form of a name: 'D. I. Khan' -> 'd i khan'."""
+    words = re.findall(r"[a-z0-9]+", name.casefold())
+    return " ".join(sorted(words))
+
+
+def index(names_by_key: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+    """Normalised name -> keys that carry it (more than one key means ambiguous)."""
+    lookup: dict[str, set[str]] = defaultdict(set)
+    for key, names in names_by_key.items():
+        for name in names:
+            lookup[normalise(name)].add(key)
+    return dict(lookup)
+
+
+def resolve(name: str, lookup: Mapping[str, set[str]], display: Iterable[str]) -> str:
+    """The one key for ``name``; PlaceNameError with the closest ``display`` names otherwise."""
+    keys = lookup.get(normalise(name), set())
+    if len(keys) == 1:
+        return next(iter(keys))
+    display = sorted(set(display))
+    if keys:
+        raise PlaceNameError(name, "ambiguous", sorted(keys))
+    closest = difflib.get_close_matches(name, display, n=3, cutoff=0.5)
+    raise PlaceNameError(name, "unknown", closest)

@@ -1,0 +1,91 @@
+"""Open a finished build: the layers as GeoJSON dicts and shapely arrays, checked against the manifest.
+
+Every output (features API, maps, tiles, exports) reads layers through here, so a corrupt or partial
+build is refused in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from geo import datasets
+from layers import build, catalogue, wilayahs
+
+BUILD_ENV = "TTP_ATLAS_BUILD"
+
+
+class BuildUnusable(RuntimeError):
+    """The build folder is missing, partial or corrupt; the message says which file and what to do."""
+
+
+def build_dir(environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get(BUILD_ENV) or "build")
+
+
+@dataclass
+class Atlas:
+    root: Path
+    manifest: dict
+    collections: dict[str, dict]  # layer id -> FeatureCollection (plain dicts)
+    geometries: dict[str, np.ndarray] = field(default_factory=dict)  # aligned with collection features
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest["build_id"]
+
+    def features(self, layer_id: str, start: str | None = None, end: str | None = None) -> list[dict]:
+        """The layer's features, those valid at ``start`` (or during ``start``..``end``) when given."""
+        found = self.collections[catalogue.layer(layer_id).id]["features"]
+        if start is None and end is None:
+            return found
+        return wilayahs.select(found, start, end)
+
+    def file(self, layer_id: str) -> Path:
+        return self.root / self.manifest["layers"][layer_id]["file"]
+
+    def attribution(self, layer_ids=None) -> list[str]:
+        """Credit lines of the datasets behind the given layers (all layers when None)."""
+        keys = {k for lid in (layer_ids or catalogue.LAYER_IDS) for k in catalogue.layer(lid).datasets}
+        return [d["attribution"] for k, d in self.manifest["datasets"].items() if k in keys]
+
+
+def open_build(root: Path) -> Atlas:
+    """Load a build, refusing it whole if any layer is missing or differs from the manifest."""
+    root = Path(root)
+    manifest_path = root / build.MANIFEST
+    if not manifest_path.is_file():
+        raise BuildUnusable(f"no build in {root} (no {build.MANIFEST}): run `ttp-atlas build --out {root}`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        expected = manifest["layers"]
+    except (ValueError, KeyError) as error:
+        raise BuildUnusable(f"corrupt {manifest_path} ({error}): rebuild with `ttp-atlas build --out {root}`") from None
+    collections, geometries = {}, {}
+    for layer_id in catalogue.LAYER_IDS:
+        path = root / f"{layer_id}.geojson"
+        if layer_id not in expected or not path.is_file():
+            raise BuildUnusable(f"build in {root} lacks layer {layer_id}: rebuild with `ttp-atlas build --out {root}`")
+        payload = path.read_bytes()
+        if hashlib.sha256(payload).hexdigest() != expected[layer_id]["sha256"]:
+            raise BuildUnusable(f"{path} does not match {build.MANIFEST} (corrupt or edited): rebuild it")
+        collections[layer_id] = json.loads(payload)
+        geometries[layer_id] = np.array(
+            [shapely.from_geojson(json.dumps(f["geometry"])) for f in collections[layer_id]["features"]],
+            dtype=object)
+    return Atlas(root, manifest, collections, geometries)
+
+
+def ensure_build(root: Path | None = None, data_root: Path | None = None) -> Atlas:
+    """Open the build in ``root``, building it first from the data when the folder holds none."""
+    root = build_dir() if root is None else Path(root)
+    if not (root / build.MANIFEST).is_file():
+        build.build(datasets.data_dir() if data_root is None else data_root, root)
+    return open_build(root)

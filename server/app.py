@@ -1,0 +1,100 @@
+"""The Flask application: one atlas loaded at start, every endpoint module mounted on it."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from layers import store
+from server.http import Problem, problem_response
+
+# Each module is one feature's HTTP face: a ``blueprint`` and, for the CLI, ``add_commands``.
+FEATURE_MODULES = ("server.features", "server.maps", "server.tiles", "server.exports")
+ALLOWED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+MAX_URL_LENGTH = 4096
+
+# Settings and the environment variables that set them (documented in the README).
+SETTINGS = {
+    "BASE_URL": ("TTP_ATLAS_BASE_URL", ""),
+    "CORS_ORIGINS": ("TTP_ATLAS_CORS_ORIGINS", "*"),
+    "CACHE_MAX_AGE": ("TTP_ATLAS_CACHE_MAX_AGE", "3600"),
+    "BASEMAP_URL": ("TTP_ATLAS_BASEMAP_URL", ""),
+}
+CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+       "script-src 'self' 'unsafe-inline'; font-src 'self' data:; connect-src 'self'; frame-ancestors *")
+
+log = logging.getLogger("ttp_atlas")
+
+
+def settings_from_env(environ=None) -> dict:
+    env = os.environ if environ is None else environ
+    values = {key: env.get(var, default) for key, (var, default) in SETTINGS.items()}
+    values["CACHE_MAX_AGE"] = int(values["CACHE_MAX_AGE"])
+    return values
+
+
+def feature_modules():
+    return [importlib.import_module(name) for name in FEATURE_MODULES]
+
+
+def create_app(atlas: store.Atlas, **overrides) -> Flask:
+    app = Flask(__name__)
+    app.config.update(settings_from_env(), MAX_CONTENT_LENGTH=0, **overrides)
+    app.json.ensure_ascii = False
+    app.extensions["atlas"] = atlas
+    for module in feature_modules():
+        app.register_blueprint(module.blueprint)
+
+    @app.before_request
+    def guard():
+        if request.method not in ALLOWED_METHODS:
+            raise Problem(405, "Method not allowed", f"{request.method} is not allowed; use GET, HEAD or OPTIONS")
+        if len(request.full_path) > MAX_URL_LENGTH:
+            raise Problem(414, "URI too long", f"the request URL is longer than {MAX_URL_LENGTH} characters")
+        if request.method == "OPTIONS":
+            return Response(status=204, headers={"Allow": "GET, HEAD, OPTIONS"})
+        return None
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.mimetype == "text/html":
+            response.headers["Content-Security-Policy"] = CSP
+        origins = app.config["CORS_ORIGINS"]
+        origin = request.headers.get("Origin")
+        if origins == "*":
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in origins.split(","):
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.add("Vary", "Origin")
+        response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        response.headers["Access-Control-Expose-Headers"] = "ETag, Link"
+        return response
+
+    @app.errorhandler(Problem)
+    def on_problem(error: Problem):
+        return problem_response(error)
+
+    @app.errorhandler(HTTPException)
+    def on_http_error(error: HTTPException):
+        return problem_response(Problem(error.code or 500, error.name, error.description or error.name))
+
+    @app.errorhandler(Exception)
+    def on_crash(error: Exception):
+        log.exception("unhandled error on %s", request.path)
+        return problem_response(Problem(500, "Internal server error", "the server could not answer this request"))
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        return jsonify(status="ready", build_id=atlas.build_id, layers={
+            lid: entry["features"] for lid, entry in atlas.manifest["layers"].items()})
+
+    return app

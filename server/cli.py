@@ -1,0 +1,80 @@
+"""``ttp-atlas``: build the layers, fetch the data, serve them, and each feature's own commands.
+
+Errors the user can fix (bad data, bad values) print one line naming the value and exit 2;
+they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from geo import datasets
+from layers import build, store
+from layers.wilayahs import WilayahDataError
+
+
+class UsageError(RuntimeError):
+    """A bad value given on the command line; the message says what would be valid."""
+
+
+USER_ERRORS = (UsageError, datasets.DataError, build.BuildError, store.BuildUnusable, WilayahDataError)
+
+
+def cmd_build(args) -> None:
+    info = build.build(args.data, args.out)
+    counts = ", ".join(f"{lid} {entry['features']}" for lid, entry in info["layers"].items())
+    print(f"built {info['build_id']} in {args.out}: {counts}")
+
+
+def cmd_data(args) -> None:
+    fetched = datasets.download(args.data)
+    datasets.verify(args.data)
+    print(f"{args.data}: {len(fetched)} files fetched, all checksums match")
+
+
+def cmd_serve(args) -> None:
+    from server import serving
+
+    serving.run(args.out, args.data, host=args.host, port=args.port, workers=args.workers)
+
+
+def parser() -> argparse.ArgumentParser:
+    from server.app import feature_modules
+
+    top = argparse.ArgumentParser(prog="ttp-atlas", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, default=datasets.data_dir(),
+                     help=f"boundary data folder (default: ${datasets.DATA_ENV} or the user cache)")
+    common.add_argument("--out", type=Path, default=store.build_dir(),
+                     help=f"build folder (default: ${store.BUILD_ENV} or build/)")
+    commands = top.add_subparsers(dest="command", required=True)
+    commands.add_parser("build", parents=[common], help="build every layer into --out").set_defaults(run=cmd_build)
+    commands.add_parser("data", parents=[common], help="download and check the boundary data into --data").set_defaults(run=cmd_data)
+    serve = commands.add_parser("serve", parents=[common], help="serve the layers with gunicorn (builds first if needed)")
+    serve.add_argument("--host", default=os.environ.get("TTP_ATLAS_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("TTP_ATLAS_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("TTP_ATLAS_WORKERS", "0")),
+                       help="worker processes (default: 2 x CPUs + 1)")
+    serve.set_defaults(run=cmd_serve)
+    for module in feature_modules():
+        module.add_commands(commands, common)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except USER_ERRORS as error:
+        print(f"ttp-atlas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

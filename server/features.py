@@ -1,0 +1,9 @@
+"""Placeholder: filled in by its feature."""
+
+from flask import Blueprint
+
+blueprint = Blueprint("features", __name__)
+
+
+def add_commands(subparsers, common) -> None:
+    """No commands yet."""
