@@ -21,7 +21,7 @@ import shapely
 import yaml
 
 from geo import atomic, datasets, gazetteer, geojson, geometry, readers
-from layers import catalogue, wilayahs
+from layers import catalogue, generalise, wilayahs
 
 CIVIL_FILE = Path(__file__).with_name("civil.yaml")
 GEOPACKAGE = "atlas.gpkg"
@@ -309,6 +309,13 @@ def gdal_config(**options):
         pyogrio.set_gdal_config_options(saved)
 
 
+def write_generalised(path: Path, layers: dict[str, list[dict]]) -> None:
+    """The per-zoom simplified base layers that web maps and tiles read (see layers.generalise)."""
+    base = {lid: np.array([f["geometry"] for f in layers[lid]], dtype=object) for lid in generalise.BASE_LAYERS}
+    with gdal_config(OGR_CURRENT_DATE=FIXED_DATE):
+        generalise.write(path, generalise.levels(base), {lid: [f["id"] for f in layers[lid]] for lid in base})
+
+
 def manifest(layers: dict[str, list[dict]], files: dict[str, bytes]) -> dict:
     used = sorted({k for lid in layers for k in catalogue.layer(lid).datasets} | {"osm", "natural-earth"})
     entries = {}
@@ -324,6 +331,7 @@ def manifest(layers: dict[str, list[dict]], files: dict[str, bytes]) -> dict:
         "datasets": {k: {"title": d.title, "publisher": d.publisher, "version": d.version, "licence": d.licence,
                          "licence_url": d.licence_url, "attribution": d.attribution, "homepage": d.homepage}
                      for k, d in datasets.DATASETS.items() if k in used},
+        "files_sha256": {},
         "inputs_sha256": hashlib.sha256(datasets.CHECKSUMS.read_bytes()).hexdigest(),
         "caveat": catalogue.CAVEAT,
     }
@@ -341,6 +349,8 @@ def build(root: Path, out_dir: Path, wilayah_file: Path = wilayahs.WILAYAHS_FILE
         for name, payload in files.items():
             (staging / name).write_bytes(payload)
         write_geopackage(staging / GEOPACKAGE, layers)
-        info["geopackage_sha256"] = datasets.sha256_file(staging / GEOPACKAGE)
+        write_generalised(staging / generalise.GENERALISED_FILE, layers)
+        for name in (GEOPACKAGE, generalise.GENERALISED_FILE):
+            info["files_sha256"][name] = datasets.sha256_file(staging / name)
         (staging / MANIFEST).write_bytes(json.dumps(info, indent=2, ensure_ascii=False).encode() + b"\n")
     return info

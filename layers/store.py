@@ -16,7 +16,7 @@ import numpy as np
 import shapely
 
 from geo import datasets
-from layers import build, catalogue, wilayahs
+from layers import build, catalogue, generalise, wilayahs
 
 BUILD_ENV = "TTP_ATLAS_BUILD"
 
@@ -36,6 +36,7 @@ class Atlas:
     manifest: dict
     collections: dict[str, dict]  # layer id -> FeatureCollection (plain dicts)
     geometries: dict[str, np.ndarray] = field(default_factory=dict)  # aligned with collection features
+    _generalised: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def build_id(self) -> str:
@@ -47,6 +48,33 @@ class Atlas:
         if start is None and end is None:
             return found
         return wilayahs.select(found, start, end)
+
+    def generalised(self, layer_id: str, zoom: int) -> np.ndarray:
+        """Geometry of a layer simplified for a web zoom, aligned with its features (see layers.generalise)."""
+        level = generalise.level_for(zoom)
+        if level is None:
+            return self.geometries[layer_id]
+        key = (catalogue.layer(layer_id).id, level)
+        if key not in self._generalised:
+            self._generalised[key] = self._generalise(layer_id, level)
+        return self._generalised[key]
+
+    def _generalise(self, layer_id: str, level: int) -> np.ndarray:
+        if layer_id in generalise.BASE_LAYERS:
+            return generalise.read(self.root / generalise.GENERALISED_FILE, layer_id, level)
+        districts = self.collections["districts"]["features"]
+        features = self.collections[layer_id]["features"]
+        if layer_id == "zones":
+            members = generalise.zone_members(features, self.collections["wilayahs"]["features"], districts)
+        else:
+            members = generalise.district_members(layer_id, features, districts)
+        return generalise.unions(self.generalised("districts", level), members)
+
+    def warm(self) -> None:
+        """Compute every zoom level now (before forking workers, so they share it)."""
+        for layer_id in catalogue.LAYER_IDS:
+            for level in generalise.LEVELS:
+                self.generalised(layer_id, level)
 
     def file(self, layer_id: str) -> Path:
         return self.root / self.manifest["layers"][layer_id]["file"]
@@ -80,6 +108,9 @@ def open_build(root: Path) -> Atlas:
         geometries[layer_id] = np.array(
             [shapely.from_geojson(json.dumps(f["geometry"])) for f in collections[layer_id]["features"]],
             dtype=object)
+    for name, digest in manifest.get("files_sha256", {}).items():
+        if not (root / name).is_file() or datasets.sha256_file(root / name) != digest:
+            raise BuildUnusable(f"{root / name} is missing or does not match {build.MANIFEST}: rebuild it")
     return Atlas(root, manifest, collections, geometries)
 
 

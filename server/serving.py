@@ -42,4 +42,5 @@ class AtlasServer(BaseApplication):
 
 def run(build_root: Path, data_root: Path, host: str, port: int, workers: int) -> None:
     atlas = store.ensure_build(build_root, data_root)
+    atlas.warm()
     AtlasServer(create_app(atlas), options(host, port, workers)).run()

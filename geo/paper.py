@@ -1,0 +1,101 @@
+"""Paper sizes, millimetres to inches and pixels, and lon/lat boxes: the arithmetic of print output.
+
+Pure functions on plain values. Bad input raises ValueError whose message names the value and says
+what would be valid, so that callers can pass it on to a user unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+MM_PER_INCH = 25.4
+# ISO 216 and US sizes, portrait (width, height) in millimetres.
+PAPER_SIZES_MM = {
+    "A5": (148.0, 210.0),
+    "A4": (210.0, 297.0),
+    "A3": (297.0, 420.0),
+    "A2": (420.0, 594.0),
+    "Letter": (215.9, 279.4),
+    "Legal": (215.9, 355.6),
+    "Tabloid": (279.4, 431.8),
+}
+ORIENTATIONS = ("landscape", "portrait")
+MIN_SIDE_MM, MAX_SIDE_MM = 50.0, 1189.0  # a postcard's edge .. A0's long side
+_CUSTOM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*mm\s*$", re.IGNORECASE)
+
+
+def valid_sizes() -> str:
+    return f"one of {', '.join(PAPER_SIZES_MM)} or WxHmm (e.g. 300x200mm, sides {MIN_SIDE_MM:g}..{MAX_SIDE_MM:g} mm)"
+
+
+def paper_size(name: str, orientation: str | None = None) -> tuple[float, float]:
+    """(width, height) in mm of a named size or ``WxHmm``; named sizes default to landscape.
+
+    A custom ``WxHmm`` keeps the sides as written unless an orientation is asked for explicitly.
+    """
+    if orientation is not None and orientation not in ORIENTATIONS:
+        raise ValueError(f"orientation {orientation!r} is invalid: one of {', '.join(ORIENTATIONS)}")
+    named = {key.casefold(): value for key, value in PAPER_SIZES_MM.items()}.get(str(name).strip().casefold())
+    custom = _CUSTOM.match(str(name))
+    if named is not None:
+        width, height = named
+        orientation = orientation or "landscape"
+    elif custom:
+        width, height = float(custom[1]), float(custom[2])
+    else:
+        raise ValueError(f"size {name!r} is invalid: {valid_sizes()}")
+    if not all(MIN_SIDE_MM <= side <= MAX_SIDE_MM for side in (width, height)):
+        raise ValueError(f"size {name!r} is invalid: {valid_sizes()}")
+    if orientation is None:
+        return width, height
+    short, long = sorted((width, height))
+    return (long, short) if orientation == "landscape" else (short, long)
+
+
+def pixels(size_mm: tuple[float, float], dpi: float) -> tuple[int, int]:
+    """The pixel size a paper size implies at ``dpi`` (rounded, as A4 at 300 dpi = 3508 x 2480)."""
+    return tuple(round(side / MM_PER_INCH * dpi) for side in size_mm)
+
+
+def figure_inches(size_px: tuple[int, int], dpi: float) -> tuple[float, float]:
+    """Figure size in inches that a raster renderer truncating ``inches * dpi`` turns into exactly ``size_px``."""
+    def side(px: int) -> float:
+        inches = px / dpi
+        while int(inches * dpi) < px:
+            inches = math.nextafter(inches, math.inf)
+        return inches
+    return side(size_px[0]), side(size_px[1])
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """A lon/lat box ``minx,miny,maxx,maxy``: four finite numbers in range with min < max."""
+    valid = "four comma-separated numbers minx,miny,maxx,maxy (lon -180..180, lat -90..90, min < max)"
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"bbox {text!r} is invalid: {valid}") from None
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"bbox {text!r} is invalid: {valid}")
+    minx, miny, maxx, maxy = values
+    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
+        raise ValueError(f"bbox {text!r} is invalid: {valid}")
+    return values
+
+
+def padded(bounds: tuple[float, float, float, float], fraction: float) -> tuple[float, float, float, float]:
+    """``bounds`` grown by ``fraction`` of its larger side on every edge."""
+    minx, miny, maxx, maxy = bounds
+    pad = fraction * max(maxx - minx, maxy - miny)
+    return minx - pad, miny - pad, maxx + pad, maxy + pad
+
+
+def fit_aspect(bounds: tuple[float, float, float, float], aspect: float) -> tuple[float, float, float, float]:
+    """The smallest box around ``bounds`` with width/height = ``aspect``, centred on it."""
+    minx, miny, maxx, maxy = bounds
+    width, height = maxx - minx, maxy - miny
+    if width / height < aspect:
+        grow = (height * aspect - width) / 2
+        return minx - grow, miny, maxx + grow, maxy
+    grow = (width / aspect - height) / 2
+    return minx, miny - grow, maxx, maxy + grow

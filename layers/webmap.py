@@ -1,0 +1,387 @@
+"""The web map: the atlas's layers drawn with folium (Leaflet), working with no internet.
+
+folium loads Leaflet, jQuery, Bootstrap and marker fonts from public CDNs; this map needs only Leaflet,
+taken from the ``xstatic-leaflet`` package (the version folium expects) and either linked from the
+service (``asset_base``) or inlined (a self-contained file). Colours come from ``layers.style``;
+geometry is simplified for the zoom the page opens at (``atlas.generalised``).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+import mimetypes
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import folium
+import numpy as np
+import shapely
+import xstatic.pkg.leaflet
+from branca.element import Element, MacroElement
+from jinja2 import Template
+
+from geo.geojson import geometry_dict
+from geo.simplify import degrees_per_pixel
+from layers import catalogue, style, wilayahs
+
+# Registry packages whose files the map may use, by the name used in asset paths.
+VENDOR = {"leaflet": xstatic.pkg.leaflet}
+SCRIPTS = ("leaflet/leaflet.js",)
+STYLESHEETS = ("leaflet/leaflet.css",)
+
+VIEW_ZOOM = 6  # the zoom a Pakistan-wide page opens at: geometry is simplified for it
+DRAW_ORDER = ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "wilayahs",
+              "zones")
+HIDDEN_AT_START = frozenset({"divisions", "zones"})  # in the layer control, unticked
+PERIOD_LINKS = ("2022-12-31", "2023-06-30", "2025-12-25")  # the reported structures
+ZONE_KEYS = {None: "none", "north": "north", "south": "south"}
+
+
+class MapError(ValueError):
+    """A map cannot be drawn as asked (unknown layer, bad date, unknown asset)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What one map page shows: the date, the layers, and whether it is embedded (no page chrome)."""
+
+    as_of: str
+    layer_ids: tuple[str, ...] = catalogue.LAYER_IDS
+    embed: bool = False
+    basemap_url: str = ""
+    date_links: bool = True  # off in a saved file, which has no server to switch dates
+
+
+# --- assets ------------------------------------------------------------------------------------
+
+def vendor_file(path: str) -> Path:
+    """The file behind an asset path ``package/file`` inside its registry package; MapError if none."""
+    package, _, rest = path.partition("/")
+    if package not in VENDOR or not rest:
+        raise MapError(f"unknown asset {path!r}; assets come from: {', '.join(VENDOR)}")
+    root = Path(VENDOR[package].BASE_DIR).resolve()
+    found = (root / rest).resolve()
+    if not found.is_relative_to(root) or not found.is_file():
+        raise MapError(f"asset {path!r} is not in the {package} package")
+    return found
+
+
+def vendor_version(package: str) -> str:
+    return VENDOR[package].VERSION
+
+
+def _data_uri(path: Path) -> str:
+    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return f"data:{mimetype};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def inline_css(path: str) -> str:
+    """A stylesheet with its relative ``url(...)`` references turned into data URIs."""
+    source = vendor_file(path)
+
+    def embed(match: re.Match) -> str:
+        ref = match.group(2)
+        if ref.startswith(("data:", "#")) or "://" in ref:
+            return match.group(0)
+        return f"url({_data_uri((source.parent / ref).resolve())})"
+
+    return re.sub(r"url\((['\"]?)([^'\")]+)\1\)", embed, source.read_text(encoding="utf-8"))
+
+
+# --- data sent to the browser ------------------------------------------------------------------
+
+def decimals_for(zoom: int) -> int:
+    """Coordinate decimals that keep rounding under 1/8 px at the deepest zoom a level serves."""
+    return max(0, math.ceil(-math.log10(degrees_per_pixel(zoom + 1) / 8)))
+
+
+def layer_zoom(layer_id: str) -> int:
+    """The zoom a layer's geometry is simplified for: the page's, or the layer's first legible one."""
+    return max(VIEW_ZOOM, catalogue.layer(layer_id).min_zoom)
+
+
+@lru_cache(maxsize=1)
+def wilayah_file() -> dict:
+    return wilayahs.load()
+
+
+def _period(props: dict) -> str:
+    return f"{props['valid_from']} to {props['valid_to'] or 'present (no later report)'}"
+
+
+def _source_item(source: dict) -> str:
+    link = (f'<a href="{html.escape(source["url"])}" target="_blank" rel="noopener noreferrer">'
+            f'{html.escape(source["title"])}</a>')
+    return f"<li>{link}, {html.escape(source['publisher'])}, {html.escape(source['date'] or 'undated')}</li>"
+
+
+def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
+    """What a caption needs about a claimed feature: name, zone, period, confidence, members, sources."""
+    esc = html.escape
+    confidence = props.get("confidence") or "medium"
+    rows = [("Zone", style.ZONE_LABELS.get(props.get("zone"), style.ZONE_LABELS[None])),
+            ("Period", _period(props)),
+            ("Confidence", f"{confidence}: {wilayah_file()['confidence_rules'][confidence]}")]
+    if layer_id == "wilayahs":
+        rows += [("Part", props["part"]), ("Basis", props["basis"]),
+                 ("Member districts", ", ".join(m["name"] for m in props["member_districts"]))]
+        sources = "".join(_source_item(s) for s in props["sources"])
+        extra = (f'<p class="notes">{esc(props["notes"])}</p>'
+                 f'<p class="sources-title">Sources</p><ul class="sources">{sources}</ul>')
+    else:
+        rows.append(("Units", ", ".join(names.get(w, w) for w in props["wilayahs"])))
+        extra = ""
+    table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+    title = props["name"] + (" (possible extension)" if props.get("part") == "extension" else "")
+    return (f'<div class="atlas-popup"><h3>{esc(title)}</h3><table>{table}</table>{extra}'
+            f'<p class="caveat">{esc(props.get("caveat") or catalogue.CAVEAT)}</p></div>')
+
+
+def layer_features(atlas, layer_id: str, as_of: str) -> list[dict]:
+    """The layer's features valid at ``as_of``, simplified for the page's zoom, with slim properties."""
+    entry = catalogue.layer(layer_id)
+    zoom = layer_zoom(layer_id)
+    everything = atlas.collections[layer_id]["features"]
+    geoms = atlas.generalised(layer_id, zoom)
+    keep = [i for i, f in enumerate(everything) if wilayahs.valid_during(f["properties"], as_of, as_of)]
+    names = {f["id"]: f["properties"]["name"] for f in atlas.collections["wilayahs"]["features"]}
+    features = []
+    for i in keep:
+        props = everything[i]["properties"]
+        slim = {"tip": html.escape(props["name"] + (" (possible extension)" if props.get("part") == "extension"
+                                                     else ""))}
+        if entry.claimed:
+            slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
+                     "popup": popup_html(layer_id, props, names)}
+        features.append({"type": "Feature", "id": everything[i]["id"], "properties": slim,
+                         "geometry": geometry_dict(geoms[i], decimals_for(zoom))})
+    return [f for f in features if f["geometry"] is not None]
+
+
+def label_points(atlas, layer_id: str, features: list[dict]) -> list[tuple[str, float, float]]:
+    """(name, lat, lon) of a label inside each core claimed unit (extensions share the core's name)."""
+    by_id = {f["id"]: i for i, f in enumerate(atlas.collections[layer_id]["features"])}
+    cores = [f for f in features if f["properties"].get("part") != "extension"]
+    points = shapely.point_on_surface(atlas.generalised(layer_id, VIEW_ZOOM)[[by_id[f["id"]] for f in cores]])
+    return [(f["properties"]["tip"], float(p.y), float(p.x)) for f, p in zip(cores, points, strict=True)]
+
+
+# --- styles ------------------------------------------------------------------------------------
+
+def leaflet_style(layer_id: str, props: dict, css_class: str = "") -> dict:
+    """Leaflet path options from ``layers.style``: hatched fill (SVG pattern) and dashes for low confidence.
+
+    Paths get a CSS class per layer (``wilayah``, ``zone``, ``atlas-districts`` ...) plus ``css_class``.
+    """
+    look = style.feature_style(layer_id, props)
+    name = {"wilayahs": "wilayah", "zones": "zone"}.get(layer_id, f"atlas-{layer_id}")
+    out = {"color": look["stroke"], "weight": look["width"], "fillColor": look["fill"],
+           "fillOpacity": look["fill_opacity"], "opacity": 1.0, "className": f"{name} {css_class}".strip()}
+    if look["dash"]:
+        out["dashArray"] = " ".join(str(d) for d in look["dash"])
+    if look["hatch"]:
+        out |= {"fillColor": f"url(#hatch-{ZONE_KEYS.get(props.get('zone'), 'none')})", "fillOpacity": 1.0}
+    if layer_id == "zones":  # the union of the units: an outline above them, no second fill
+        out |= {"weight": look["width"] * 2, "fillOpacity": 0.0}
+    return out
+
+
+def hatch_patterns() -> str:
+    """SVG patterns for hatched fills, one per zone colour, referenced as ``url(#hatch-<zone>)``."""
+    low = style.CONFIDENCE_STYLES["low"]
+    patterns = "".join(
+        f'<pattern id="hatch-{ZONE_KEYS[zone]}" width="8" height="8" patternUnits="userSpaceOnUse" '
+        f'patternTransform="rotate(45)"><rect width="8" height="8" fill="{colour}" '
+        f'fill-opacity="{low["fill_opacity"]}"/><line x1="0" y1="0" x2="0" y2="8" stroke="{colour}" '
+        f'stroke-width="2" stroke-opacity="0.8"/></pattern>'
+        for zone, colour in style.ZONE_COLOURS.items())
+    return f'<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>{patterns}</defs></svg>'
+
+
+def _swatch(look: dict) -> str:
+    dash = f' stroke-dasharray="{" ".join(map(str, look["dash"]))}"' if look.get("dash") else ""
+    fill = look["fill"] if not look.get("hatch") else look["hatch"]
+    return (f'<svg width="28" height="16"><rect x="1" y="1" width="26" height="14" fill="{fill}" '
+            f'fill-opacity="{look["fill_opacity"]}" stroke="{look["stroke"]}" stroke-width="{look["width"]}"{dash}/>'
+            f'</svg>')
+
+
+def legend_html(view: View, attribution: list[str]) -> str:
+    """Zones, confidence styles, civil layers, the date, the caveat and the dataset credits."""
+    esc = html.escape
+    items = []
+    if any(catalogue.layer(lid).claimed for lid in view.layer_ids):
+        for zone, label in style.ZONE_LABELS.items():
+            look = style.wilayah_style(zone, "medium")
+            items.append(f"<li>{_swatch(look)} {esc(label)}</li>")
+        for confidence, look in style.CONFIDENCE_STYLES.items():
+            shape = style.wilayah_style("north", confidence)
+            if shape["hatch"]:
+                shape = {**shape, "hatch": "url(#hatch-north)", "fill_opacity": 1.0}
+            items.append(f"<li>{_swatch(shape)} Confidence {esc(look['label'])}</li>")
+    for lid in view.layer_ids:
+        if lid in style.CIVIL_STYLES:
+            look = {**style.CIVIL_STYLES[lid], "fill_opacity": min(style.CIVIL_STYLES[lid]["fill_opacity"], 0.3)}
+            items.append(f"<li>{_swatch(look)} {esc(catalogue.layer(lid).title)}</li>")
+    claimed = any(catalogue.layer(lid).claimed for lid in view.layer_ids)
+    caveat = f'<p class="caveat">{esc(catalogue.CAVEAT)}</p>' if claimed else ""
+    credits = "".join(f"<li>{esc(line)}</li>" for line in attribution)
+    return (f'<div class="atlas-legend" id="atlas-legend"><p class="as-of">As of <time datetime="{view.as_of}">'
+            f'{view.as_of}</time></p><ul class="keys">{"".join(items)}</ul>{caveat}'
+            f'<ul class="credits">{credits}</ul></div>')
+
+
+def date_nav_html(view: View) -> str:
+    """Links to the reported structures and a date box; the URL carries ``datetime`` so views can be linked."""
+    labels = {p["from"]: p["label"] for p in wilayah_file()["periods"]}
+    links = "".join(
+        f'<a href="?datetime={day}"{" aria-current=\"true\"" if day == view.as_of else ""} '
+        f'title="{html.escape(labels.get(day, day))}">{day}</a>' for day in PERIOD_LINKS)
+    return (f'<nav class="atlas-dates"><strong>TTP claimed units (not areas of control)</strong> '
+            f'<span>Structure as of:</span> {links}'
+            f'<form method="get"><input type="date" name="datetime" value="{view.as_of}" aria-label="date">'
+            f'<button type="submit">Show</button></form></nav>')
+
+
+CSS = Template("""<style>
+.folium-map { background: {{ background }}; }
+.leaflet-container { font: 12px/1.4 "DejaVu Sans", Arial, sans-serif; }
+.wilayah-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
+  font-weight: bold; font-size: 12px; color: #222; text-shadow: 0 0 3px #fff, 0 0 3px #fff; pointer-events: none; }
+{% for z in min_zooms %}.below-z{{ z }} .min-z{{ z }} { display: none; }
+{% endfor %}
+.atlas-legend, .atlas-dates { background: rgba(255,255,255,0.92); border-radius: 4px;
+  box-shadow: 0 1px 4px rgba(0,0,0,0.3); padding: 6px 8px; }
+.atlas-legend { max-width: 290px; max-height: 60vh; overflow: auto; }
+.atlas-legend ul { list-style: none; margin: 0; padding: 0; }
+.atlas-legend li { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
+.atlas-legend .credits li, .atlas-legend .caveat { font-size: 10px; color: #444; }
+.atlas-legend .as-of { font-weight: bold; margin: 0 0 4px; }
+.atlas-dates { position: absolute; top: 10px; left: 60px; z-index: 1000; display: flex; gap: 8px;
+  align-items: center; flex-wrap: wrap; font: 13px "DejaVu Sans", Arial, sans-serif; max-width: calc(100% - 330px); }
+.atlas-dates a[aria-current] { font-weight: bold; color: #000; }
+.atlas-dates form { display: inline; margin: 0; }
+.atlas-popup h3 { margin: 0 0 4px; font-size: 14px; }
+.atlas-popup th { text-align: left; vertical-align: top; padding-right: 6px; }
+.atlas-popup .caveat { font-size: 10px; color: #555; }
+.atlas-popup ul.sources { padding-left: 16px; margin: 2px 0; }
+.atlas-popup .sources-title { margin: 4px 0 0; font-weight: bold; }
+</style>""")
+
+# Bound from Python so that texts stay escaped: tooltip (name) on hover, popup (caption) on click.
+ON_EACH_FEATURE = folium.JsCode("""function(feature, layer) {
+    layer.bindTooltip(feature.properties.tip, {sticky: true});
+    if (feature.properties.popup) { layer.bindPopup(feature.properties.popup, {maxWidth: 380}); }
+}""")
+
+
+class MapScript(MacroElement):
+    """Attribution (plain text, no link out), legend control, and zoom classes hiding layers too fine to read."""
+
+    _template = Template("""{% macro script(this, kwargs) %}
+    (function(map) {
+        map.attributionControl.setPrefix("Leaflet");
+        {% for line in this.attribution %}map.attributionControl.addAttribution({{ line|tojson }});
+        {% endfor %}
+        var legend = L.control({position: "bottomleft"});
+        legend.onAdd = function() {
+            var box = L.DomUtil.create("div");
+            box.innerHTML = {{ this.legend|tojson }};
+            L.DomEvent.disableScrollPropagation(box);
+            return box;
+        };
+        legend.addTo(map);
+        var thresholds = {{ this.min_zooms|tojson }};
+        function zoomClasses() {
+            var container = map.getContainer();
+            thresholds.forEach(function(z) {
+                container.classList.toggle("below-z" + z, map.getZoom() < z);
+            });
+        }
+        map.on("zoomend", zoomClasses);
+        zoomClasses();
+    })({{ this._parent.get_name() }});
+    {% endmacro %}""")
+
+    def __init__(self, attribution: list[str], legend: str, min_zooms: list[int]):
+        super().__init__()
+        self.attribution, self.legend, self.min_zooms = attribution, legend, min_zooms
+
+
+def _pakistan_bounds(atlas) -> list[list[float]]:
+    minx, miny, maxx, maxy = shapely.total_bounds(np.asarray(atlas.geometries["provinces"], dtype=object))
+    return [[float(miny), float(minx)], [float(maxy), float(maxx)]]
+
+
+def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
+    """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
+    check_date(view.as_of)
+    for lid in view.layer_ids:
+        catalogue.layer(lid)
+    shown = [lid for lid in DRAW_ORDER if lid in view.layer_ids]
+    fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=3, max_zoom=14,
+                      zoom_start=VIEW_ZOOM)
+    fmap.default_js = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in SCRIPTS]
+    fmap.default_css = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in STYLESHEETS]
+    root = fmap.get_root()
+    if asset_base is None:
+        for path in STYLESHEETS:
+            root.header.add_child(Element(f"<style>{inline_css(path)}</style>"), name=path)
+        for path in SCRIPTS:
+            root.header.add_child(Element(f"<script>{vendor_file(path).read_text(encoding='utf-8')}</script>"),
+                                  name=path)
+    min_zooms = sorted({catalogue.layer(lid).min_zoom for lid in shown if catalogue.layer(lid).min_zoom > VIEW_ZOOM})
+    root.header.add_child(Element(CSS.render(background=style.BACKGROUND, min_zooms=min_zooms)), name="atlas_css")
+    root.html.add_child(Element(hatch_patterns()), name="hatch_patterns")
+    if view.basemap_url:
+        host = re.sub(r"^[a-z]+://([^/]+).*$", r"\1", view.basemap_url)
+        folium.TileLayer(view.basemap_url, attr=f"Basemap: {html.escape(host)}", name="Basemap",
+                         overlay=False).add_to(fmap)
+    for lid in shown:
+        entry = catalogue.layer(lid)
+        features = layer_features(atlas, lid, view.as_of)
+        extra = {"minZoom": entry.min_zoom} if entry.min_zoom > VIEW_ZOOM else {}
+        group = folium.FeatureGroup(name=entry.title, show=lid not in HIDDEN_AT_START, **extra)
+        min_class = f"min-z{entry.min_zoom}" if entry.min_zoom > VIEW_ZOOM else ""
+        folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
+                       style_function=lambda f, lid=lid, c=min_class: leaflet_style(lid, f["properties"], c),
+                       on_each_feature=ON_EACH_FEATURE).add_to(group)
+        if lid == "wilayahs":
+            for name, lat, lon in label_points(atlas, lid, features):
+                folium.Marker([lat, lon], interactive=False, keyboard=False,
+                              icon=folium.DivIcon(html=f"<span>{name}</span>", class_name="wilayah-label",
+                                                  icon_size=(0, 0))).add_to(group)
+        group.add_to(fmap)
+    folium.LayerControl(collapsed=view.embed).add_to(fmap)
+    attribution = atlas.attribution(shown)
+    MapScript(attribution, legend_html(View(view.as_of, tuple(shown)), attribution), min_zooms).add_to(fmap)
+    if not view.embed and view.date_links:
+        root.html.add_child(Element(date_nav_html(view)), name="date_nav")
+    fmap.fit_bounds(_pakistan_bounds(atlas))
+    return fmap
+
+
+def page_html(atlas, view: View, asset_base: str | None) -> str:
+    """The map page as HTML; ``asset_base=None`` gives one self-contained file (assets inlined)."""
+    title = "TTP claimed units (not areas of control)" if view.layer_ids == catalogue.LAYER_IDS else \
+        ", ".join(catalogue.layer(lid).title for lid in view.layer_ids)
+    fmap = build_map(atlas, view, asset_base)
+    fmap.get_root().title = f"ttp-atlas: {title}, as of {view.as_of}"
+    return fmap.get_root().render()
+
+
+def check_date(value: str) -> str:
+    """An ISO date (``YYYY-MM-DD``; a date-time keeps its date); MapError otherwise."""
+    day = value[:10]
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        raise MapError(f"{value!r} is not a date: give one ISO date, e.g. 2023-07-01") from None
+    if len(value) > 10 and not re.fullmatch(r"T\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?", value[10:]):
+        raise MapError(f"{value!r} is not a date: give one ISO date or RFC 3339 date-time, e.g. 2023-07-01")
+    return day
