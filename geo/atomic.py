@@ -48,6 +48,8 @@ def staged_dir(path: Path):
     """Yield an empty folder beside ``path``; on success it takes ``path``'s place, on error it vanishes."""
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.part"):  # left by a writer that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
     tmp.chmod(0o755)
     try:

@@ -118,5 +118,8 @@ def ensure_build(root: Path | None = None, data_root: Path | None = None) -> Atl
     """Open the build in ``root``, building it first from the data when the folder holds none."""
     root = build_dir() if root is None else Path(root)
     if not (root / build.MANIFEST).is_file():
+        if root.is_dir() and any(root.iterdir()):
+            raise BuildUnusable(f"{root} holds files but no {build.MANIFEST} (a partial or foreign build): "
+                                f"remove it or run `ttp-atlas build --out {root}`")
         build.build(datasets.data_dir() if data_root is None else data_root, root)
     return open_build(root)

@@ -86,3 +86,16 @@ def server(built, data_root):
     process, url = start_server(built, data_root)
     yield url
     stop_server(process)
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master_pid:
+                        found.add(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return found

@@ -1,0 +1,110 @@
+"""Shared benchmark plumbing: the real server, wrk on loopback, nginx as the static-file ceiling."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from geo import datasets
+from layers import store
+from tests.conftest import free_port, start_server, stop_server
+
+
+def row(benchmark: str, metric: str, value, unit: str = "", goal: str = "") -> dict:
+    return {"benchmark": benchmark, "metric": metric, "value": value, "unit": unit, "goal": goal}
+
+
+@dataclass(frozen=True)
+class Running:
+    url: str
+    pid: int  # the gunicorn arbiter; its children are the workers
+
+
+@contextlib.contextmanager
+def atlas_server(workers: int = 2):
+    """The production server (gunicorn, preloaded) on a free loopback port."""
+    build_dir = store.build_dir()
+    store.ensure_build(build_dir, datasets.data_dir())
+    process, url = start_server(build_dir, datasets.data_dir(), workers=workers)
+    try:
+        yield Running(url, process.pid)
+    finally:
+        stop_server(process)
+
+
+@contextlib.contextmanager
+def nginx(root: Path, types: dict[str, str] | None = None):
+    """nginx serving ``root`` on a free loopback port (the ceiling for static responses)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as work:
+        extra = "\n".join(f"{mime} {ext};" for ext, mime in (types or {}).items())
+        config = Path(work) / "nginx.conf"
+        config.write_text(textwrap.dedent(f"""
+            worker_processes 2;
+            daemon off;
+            pid {work}/nginx.pid;
+            error_log {work}/error.log;
+            events {{ worker_connections 1024; }}
+            http {{
+                include /etc/nginx/mime.types;
+                types {{ {extra} }}
+                access_log off;
+                sendfile on;
+                client_body_temp_path {work}/body;
+                proxy_temp_path {work}/proxy;
+                fastcgi_temp_path {work}/fastcgi;
+                uwsgi_temp_path {work}/uwsgi;
+                scgi_temp_path {work}/scgi;
+                server {{ listen 127.0.0.1:{port}; root {root}; }}
+            }}
+        """))
+        process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(config), "-p", work],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            with contextlib.suppress(requests.ConnectionError):
+                requests.get(url, timeout=1)
+                break
+            time.sleep(0.1)
+        try:
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(url: str, seconds: int = 5, connections: int = 16, threads: int = 2, script: str | None = None,
+        headers: dict | None = None) -> dict:
+    """Run wrk against a loopback URL; requests/s, p50/p99 latency (ms), errors and non-2xx/3xx count."""
+    assert url.startswith("http://127.0.0.1"), "load only ever goes to loopback"
+    command = ["wrk", "--latency", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s"]
+    for key, value in (headers or {}).items():
+        command += ["-H", f"{key}: {value}"]
+    if script:
+        command += ["-s", script]
+    output = subprocess.run([*command, url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", output, re.M))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": round(_seconds(latency["50"]) * 1000, 2),
+        "p99_ms": round(_seconds(latency["99"]) * 1000, 2),
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+    }
