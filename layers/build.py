@@ -144,6 +144,7 @@ def wilayah_features(units: list[dict], districts: dict[str, dict]) -> list[dict
             "provinces": sorted({m["province"] for m in members}),
             "divisions": sorted({m["division"] for m in members if m["division"]}),
             "sources": unit["sources"], "notes": unit["notes"], "caveat": catalogue.CAVEAT,
+            **_caption(("cod-ab",)),
         }
         features.append({"id": unit["id"], "properties": props,
                          "geometry": geometry.union([m["geometry"] for m in members])})
@@ -175,7 +176,7 @@ def zone_features(wilayah: list[dict]) -> list[dict]:
                 "id": fid, "name": f"{zone.title()} zone", "zone": zone, "valid_from": start, "valid_to": end,
                 "status": "claimed",
                 "confidence": max((f["properties"]["confidence"] for f in members), key=rank.__getitem__),
-                "wilayahs": [f["id"] for f in members], "caveat": catalogue.CAVEAT,
+                "wilayahs": [f["id"] for f in members], "caveat": catalogue.CAVEAT, **_caption(("cod-ab",)),
             }
             features.append({"id": fid, "properties": props,
                              "geometry": shapely.union_all([f["geometry"] for f in members])})
