@@ -279,7 +279,8 @@ def layer_bytes(layer_id: str, features: list[dict]) -> bytes:
     entry = catalogue.layer(layer_id)
     collection = geojson.feature_collection(
         (geojson.feature(f["id"], f["properties"], f["geometry"]) for f in features),
-        name=layer_id, title=entry.title, description=entry.description)
+        name=layer_id, title=entry.title, description=entry.description,
+        attribution=_caption(entry.datasets)["attribution"], licence=_caption(entry.datasets)["licence"])
     return geojson.dumps(collection)
 
 
