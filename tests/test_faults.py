@@ -58,11 +58,18 @@ def test_server_refuses_to_start_on_a_broken_build(built, data_root, tmp_path, d
     assert "Traceback" not in result.stderr
 
 
+def wait_for_workers(arbiter: int, count: int, seconds: float = 30) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while len(found := worker_pids(arbiter)) != count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(found) == count, found
+    return found
+
+
 def test_killed_worker_is_replaced_without_failing_other_requests(built, data_root):
     process, url = start_server(built, data_root, workers=2)
     try:
-        workers = worker_pids(process.pid)
-        assert len(workers) == 2
+        workers = wait_for_workers(process.pid, 2)
         concurrency, per_client = 4, 60
         session_errors = []
 
@@ -83,11 +90,8 @@ def test_killed_worker_is_replaced_without_failing_other_requests(built, data_ro
             os.kill(sorted(workers)[0], signal.SIGKILL)
             session_errors = [f.result() for f in futures]
         assert sum(session_errors) <= concurrency  # at most the requests in flight on the killed worker
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(worker_pids(process.pid)) < 2:
-            time.sleep(0.2)
-        replacement = worker_pids(process.pid)
-        assert len(replacement) == 2 and replacement != workers
+        replacement = wait_for_workers(process.pid, 2)
+        assert replacement != workers
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
     finally:
         stop_server(process)
