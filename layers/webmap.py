@@ -100,11 +100,6 @@ def decimals_for(zoom: int) -> int:
     return max(0, math.ceil(-math.log10(degrees_per_pixel(zoom + 1) / 8)))
 
 
-def layer_zoom(layer_id: str) -> int:
-    """The zoom a layer's geometry is simplified for: the page's, or the layer's first legible one."""
-    return max(VIEW_ZOOM, catalogue.layer(layer_id).min_zoom)
-
-
 @lru_cache(maxsize=1)
 def wilayah_file() -> dict:
     return wilayahs.load()
@@ -143,11 +138,14 @@ def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
 
 
 def layer_features(atlas, layer_id: str, as_of: str) -> list[dict]:
-    """The layer's features valid at ``as_of``, simplified for the page's zoom, with slim properties."""
+    """The layer's features valid at ``as_of``, simplified for the page's zoom, with slim properties.
+
+    Every layer uses the page's zoom, tehsils too (drawn from zoom 8, where that is 1 px off at most):
+    their zoom-8 geometry alone would weigh more than 2 MB.
+    """
     entry = catalogue.layer(layer_id)
-    zoom = layer_zoom(layer_id)
     everything = atlas.collections[layer_id]["features"]
-    geoms = atlas.generalised(layer_id, zoom)
+    geoms = atlas.generalised(layer_id, VIEW_ZOOM)
     keep = [i for i, f in enumerate(everything) if wilayahs.valid_during(f["properties"], as_of, as_of)]
     names = {f["id"]: f["properties"]["name"] for f in atlas.collections["wilayahs"]["features"]}
     features = []
@@ -159,7 +157,7 @@ def layer_features(atlas, layer_id: str, as_of: str) -> list[dict]:
             slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
                      "popup": popup_html(layer_id, props, names)}
         features.append({"type": "Feature", "id": everything[i]["id"], "properties": slim,
-                         "geometry": geometry_dict(geoms[i], decimals_for(zoom))})
+                         "geometry": geometry_dict(geoms[i], decimals_for(VIEW_ZOOM))})
     return [f for f in features if f["geometry"] is not None]
 
 
@@ -231,16 +229,17 @@ def legend_html(view: View, attribution: list[str]) -> str:
     claimed = any(catalogue.layer(lid).claimed for lid in view.layer_ids)
     caveat = f'<p class="caveat">{esc(catalogue.CAVEAT)}</p>' if claimed else ""
     credits = "".join(f"<li>{esc(line)}</li>" for line in attribution)
-    return (f'<div class="atlas-legend" id="atlas-legend"><p class="as-of">As of <time datetime="{view.as_of}">'
-            f'{view.as_of}</time></p><ul class="keys">{"".join(items)}</ul>{caveat}'
-            f'<ul class="credits">{credits}</ul></div>')
+    return (f'<details class="atlas-legend" id="atlas-legend"{"" if view.embed else " open"}><summary>As of '
+            f'<time datetime="{view.as_of}">{view.as_of}</time></summary><ul class="keys">{"".join(items)}</ul>'
+            f'{caveat}<ul class="credits">{credits}</ul></details>')
 
 
 def date_nav_html(view: View) -> str:
     """Links to the reported structures and a date box; the URL carries ``datetime`` so views can be linked."""
     labels = {p["from"]: p["label"] for p in wilayah_file()["periods"]}
+    current = ' aria-current="true"'
     links = "".join(
-        f'<a href="?datetime={day}"{" aria-current=\"true\"" if day == view.as_of else ""} '
+        f'<a href="?datetime={day}"{current if day == view.as_of else ""} '
         f'title="{html.escape(labels.get(day, day))}">{day}</a>' for day in PERIOD_LINKS)
     return (f'<nav class="atlas-dates"><strong>TTP claimed units (not areas of control)</strong> '
             f'<span>Structure as of:</span> {links}'
@@ -249,7 +248,8 @@ def date_nav_html(view: View) -> str:
 
 
 CSS = Template("""<style>
-.folium-map { background: {{ background }}; }
+.folium-map.leaflet-container { background: {{ background }}; }
+.leaflet-control-attribution { max-width: 55%; }
 .leaflet-container { font: 12px/1.4 "DejaVu Sans", Arial, sans-serif; }
 .wilayah-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
   font-weight: bold; font-size: 12px; color: #222; text-shadow: 0 0 3px #fff, 0 0 3px #fff; pointer-events: none; }
@@ -257,11 +257,11 @@ CSS = Template("""<style>
 {% endfor %}
 .atlas-legend, .atlas-dates { background: rgba(255,255,255,0.92); border-radius: 4px;
   box-shadow: 0 1px 4px rgba(0,0,0,0.3); padding: 6px 8px; }
-.atlas-legend { max-width: 290px; max-height: 60vh; overflow: auto; }
+.atlas-legend { max-width: 270px; max-height: 55vh; overflow: auto; font-size: 11px; }
+.atlas-legend summary { font-weight: bold; cursor: pointer; }
 .atlas-legend ul { list-style: none; margin: 0; padding: 0; }
 .atlas-legend li { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
 .atlas-legend .credits li, .atlas-legend .caveat { font-size: 10px; color: #444; }
-.atlas-legend .as-of { font-weight: bold; margin: 0 0 4px; }
 .atlas-dates { position: absolute; top: 10px; left: 60px; z-index: 1000; display: flex; gap: 8px;
   align-items: center; flex-wrap: wrap; font: 13px "DejaVu Sans", Arial, sans-serif; max-width: calc(100% - 330px); }
 .atlas-dates a[aria-current] { font-weight: bold; color: #000; }
@@ -325,7 +325,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         catalogue.layer(lid)
     shown = [lid for lid in DRAW_ORDER if lid in view.layer_ids]
     fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=3, max_zoom=14,
-                      zoom_start=VIEW_ZOOM)
+                      zoom_start=VIEW_ZOOM, zoomSnap=0.5)
     fmap.default_js = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in SCRIPTS]
     fmap.default_css = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in STYLESHEETS]
     root = fmap.get_root()
@@ -336,6 +336,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
             root.header.add_child(Element(f"<script>{vendor_file(path).read_text(encoding='utf-8')}</script>"),
                                   name=path)
     min_zooms = sorted({catalogue.layer(lid).min_zoom for lid in shown if catalogue.layer(lid).min_zoom > VIEW_ZOOM})
+    root.header.add_child(Element('<link rel="icon" href="data:,">'), name="no_favicon")
     root.header.add_child(Element(CSS.render(background=style.BACKGROUND, min_zooms=min_zooms)), name="atlas_css")
     root.html.add_child(Element(hatch_patterns()), name="hatch_patterns")
     if view.basemap_url:
@@ -359,20 +360,32 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         group.add_to(fmap)
     folium.LayerControl(collapsed=view.embed).add_to(fmap)
     attribution = atlas.attribution(shown)
-    MapScript(attribution, legend_html(View(view.as_of, tuple(shown)), attribution), min_zooms).add_to(fmap)
+    MapScript(attribution, legend_html(View(view.as_of, tuple(shown), view.embed), attribution), min_zooms).add_to(fmap)
     if not view.embed and view.date_links:
         root.html.add_child(Element(date_nav_html(view)), name="date_nav")
-    fmap.fit_bounds(_pakistan_bounds(atlas))
+    # Room for the legend (left) and the layer list (right) on a full page.
+    fmap.fit_bounds(_pakistan_bounds(atlas), padding_top_left=(0, 0) if view.embed else (260, 40),
+                    padding_bottom_right=(0, 0) if view.embed else (200, 0))
     return fmap
+
+
+def _number_elements(element, counter=None) -> None:
+    """Replace branca's random element ids with a count, so that the same view gives the same bytes
+    (and so the same ETag from every worker)."""
+    counter = counter if counter is not None else iter(range(1 << 30))
+    element._id = format(next(counter), "x")
+    for child in element._children.values():
+        _number_elements(child, counter)
 
 
 def page_html(atlas, view: View, asset_base: str | None) -> str:
     """The map page as HTML; ``asset_base=None`` gives one self-contained file (assets inlined)."""
     title = "TTP claimed units (not areas of control)" if view.layer_ids == catalogue.LAYER_IDS else \
         ", ".join(catalogue.layer(lid).title for lid in view.layer_ids)
-    fmap = build_map(atlas, view, asset_base)
-    fmap.get_root().title = f"ttp-atlas: {title}, as of {view.as_of}"
-    return fmap.get_root().render()
+    root = build_map(atlas, view, asset_base).get_root()
+    root.title = f"ttp-atlas: {title}, as of {view.as_of}"
+    _number_elements(root)
+    return root.render()
 
 
 def check_date(value: str) -> str:

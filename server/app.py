@@ -42,7 +42,7 @@ def feature_modules():
 
 
 def create_app(atlas: store.Atlas, **overrides) -> Flask:
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # /static/... belongs to the vendor assets
     app.config.update(settings_from_env(), MAX_CONTENT_LENGTH=0, **overrides)
     app.json.ensure_ascii = False
     app.extensions["atlas"] = atlas

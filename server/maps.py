@@ -1,9 +1,113 @@
-"""Placeholder: filled in by its feature."""
+"""Web map pages (``/map``, ``/map/{layer}``), the Leaflet files they load, and ``ttp-atlas map``.
 
-from flask import Blueprint
+Pages are built by ``layers.webmap`` and kept per (date, layers, embed, basemap, base URL) in the
+process; the Leaflet files are served from their registry package, so a page needs no internet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, current_app
+
+from geo import atomic, datasets
+from layers import catalogue, store, webmap
+from server.http import bad_parameter, base_url, etag_of, not_found, params, respond
 
 blueprint = Blueprint("maps", __name__)
 
+VENDOR_PATH = "/static/vendor"
+PAGE_CACHE_SIZE = 64
+FLAGS = {"1": True, "true": True, "0": False, "false": False}
+
+
+def _page_cache():
+    """The app's page cache: (body, ETag) per view and base URL, rendered on first request."""
+    cache = current_app.extensions.get("maps.pages")
+    if cache is None:
+        atlas = current_app.extensions["atlas"]
+
+        def render(view: webmap.View, asset_base: str) -> tuple[bytes, str]:
+            body = webmap.page_html(atlas, view, asset_base).encode()
+            return body, etag_of(body)
+
+        cache = current_app.extensions["maps.pages"] = lru_cache(maxsize=PAGE_CACHE_SIZE)(render)
+    return cache
+
+
+def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
+    """The view a request asks for; 400 naming ``datetime`` or ``embed`` when their value is bad."""
+    args = params(("datetime", "embed"))
+    raw_date = args.get("datetime", dt.date.today().isoformat())
+    try:
+        as_of = webmap.check_date(raw_date)
+    except webmap.MapError:
+        raise bad_parameter("datetime", raw_date, "one ISO date (YYYY-MM-DD) or RFC 3339 date-time") from None
+    embed = args.get("embed", "0").lower()
+    if embed not in FLAGS:
+        raise bad_parameter("embed", args["embed"], "1 or 0 (true or false)")
+    return webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""))
+
+
+def _map_page(layer_ids: tuple[str, ...]):
+    body, etag = _page_cache()(view_from_request(layer_ids), base_url() + VENDOR_PATH)
+    return respond(body, "text/html", etag=etag)
+
+
+@blueprint.get("/map")
+def map_page():
+    return _map_page(catalogue.LAYER_IDS)
+
+
+@blueprint.get("/map/<layer_id>")
+def layer_map_page(layer_id: str):
+    if layer_id not in catalogue.LAYER_IDS:
+        raise not_found(f"layer {layer_id!r}", catalogue.LAYER_IDS)
+    return _map_page((layer_id,))
+
+
+@blueprint.get(f"{VENDOR_PATH}/<path:asset>")
+def vendor_asset(asset: str):
+    params(())
+    try:
+        path = webmap.vendor_file(asset)
+    except webmap.MapError:
+        raise not_found(f"asset {asset!r}") from None
+    return respond(path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def cmd_map(args) -> None:
+    from server.cli import UsageError
+
+    try:
+        as_of = webmap.check_date(args.datetime)
+    except webmap.MapError as error:
+        raise UsageError(f"--datetime: {error}") from None
+    if args.out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {args.out}: give an .html file name")
+    atlas = store.ensure_build(args.build, args.data)
+    view = webmap.View(as_of, tuple(args.layer or catalogue.LAYER_IDS), date_links=False)
+    atomic.write_bytes(args.out, webmap.page_html(atlas, view, None).encode())
+    print(f"wrote {args.out}: map as of {as_of}, layers {', '.join(view.layer_ids)} (opens offline)")
+
 
 def add_commands(subparsers, common) -> None:
-    """No commands yet."""
+    """``ttp-atlas map --out FILE.html``: its ``--out`` is the file, so the build folder is ``--build``."""
+    cmd = subparsers.add_parser("map", help="write the web map as one self-contained HTML file",
+                                description="Write the web map as one HTML file that opens from disk "
+                                            "with no network (Leaflet inlined).")
+    cmd.add_argument("--out", type=Path, required=True, help="HTML file to write (atomically)")
+    cmd.add_argument("--datetime", default=dt.date.today().isoformat(),
+                     help="date of the claimed structure to show (ISO date; default: today)")
+    cmd.add_argument("--layer", action="append", choices=catalogue.LAYER_IDS,
+                     help="a layer to show (repeat for several; default: every layer)")
+    cmd.add_argument("--build", type=Path, default=store.build_dir(),
+                     help=f"build folder (default: ${store.BUILD_ENV} or build/)")
+    cmd.add_argument("--data", type=Path, default=datasets.data_dir(),
+                     help=f"boundary data folder, to build first if --build holds none (default: ${datasets.DATA_ENV})")
+    cmd.set_defaults(run=cmd_map)

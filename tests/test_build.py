@@ -258,7 +258,7 @@ def test_corrupt_input_is_refused_with_file_and_remedy(data_root, tmp_path):
 
 
 def test_cli_reports_bad_data_folder_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "server.cli", "build", "--data", str(tmp_path / "nowhere"),
+    result = subprocess.run([sys.executable, "-m", "server", "build", "--data", str(tmp_path / "nowhere"),
                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "nowhere" in result.stderr and "ttp-atlas data" in result.stderr

@@ -18,7 +18,7 @@ from tests.conftest import free_port, start_server, stop_server, worker_pids
 
 
 def serve_command(build_dir, data_root, port):
-    return [sys.executable, "-m", "server.cli", "serve", "--out", str(build_dir), "--data", str(data_root),
+    return [sys.executable, "-m", "server", "serve", "--out", str(build_dir), "--data", str(data_root),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
 
 
@@ -29,7 +29,7 @@ def test_killed_build_leaves_previous_build_serving(built, data_root, tmp_path):
     process, url = start_server(target, data_root, workers=1)
     try:
         build_id = requests.get(f"{url}/readyz", timeout=5).json()["build_id"]
-        builder = subprocess.Popen([sys.executable, "-m", "server.cli", "build", "--data", str(data_root),
+        builder = subprocess.Popen([sys.executable, "-m", "server", "build", "--data", str(data_root),
                                     "--out", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(4)  # well into the geometry work, before the swap
         assert builder.poll() is None, "the build finished before it could be interrupted"
