@@ -23,6 +23,8 @@ CIVIL_STYLES = {
     "tribal-districts": {"stroke": "#6b4e16", "width": 1.2, "fill": "#d9b65b", "fill_opacity": 0.25},
 }
 BACKGROUND = "#cfe3ef"  # sea and outside the data
+INK = "#3c3c3c"  # map text, north arrow, frames and neutral legend swatches
+HALO = "#ffffff"  # outline behind labels so they read over any fill
 LAND = CIVIL_STYLES["countries"]["fill"]
 WILAYAH_STROKE_WIDTH = 2.0
 

@@ -1,9 +1,154 @@
-"""Placeholder: filled in by its feature."""
+"""Print-ready static maps: ``/export.{png,svg,pdf}`` and ``ttp-atlas export`` (one map, or a series).
 
-from flask import Blueprint
+Both faces take the same options with the same defaults and hand them to ``layers.export``; a bad
+value is a 400 problem document (HTTP) or a one-line error with exit 2 (CLI), naming the value.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from flask import Blueprint, current_app
+
+from layers import export, store
+from server.http import bad_parameter, not_found, params, respond
 
 blueprint = Blueprint("exports", __name__)
 
+OPTIONS = ("layers", "datetime", "bbox", "focus", "size", "orientation", "dpi", "title", "subtitle")
+EACH = {"wilayah": "wilayahs", "province": "provinces", "division": "divisions", "district": "districts"}
+
+
+def filename(options: export.Options, fmt: str) -> str:
+    return f"ttp-atlas-{options.date}.{fmt}"
+
+
+@lru_cache(maxsize=8)
+def _export(build_id: str, options: export.Options, fmt: str) -> bytes:
+    """Rendered maps by options: a report that embeds the same URL twice is drawn once."""
+    return export.export(current_app.extensions["atlas"], options, fmt)
+
+
+@blueprint.get("/export.<fmt>")
+def export_map(fmt: str):
+    if fmt not in export.FORMATS:
+        raise not_found(f"/export.{fmt}", [f"/export.{f}" for f in export.FORMATS])
+    args = params(OPTIONS)
+    atlas = current_app.extensions["atlas"]
+    try:
+        options = export.parse_options(atlas, **args)
+    except export.ExportOptionError as error:
+        raise bad_parameter(error.option, error.value, error.valid) from None
+    body = _export(atlas.build_id, options, fmt)
+    return respond(body, export.FORMATS[fmt],
+                   headers={"Content-Disposition": f'inline; filename="{filename(options, fmt)}"'})
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+def dates(values: list[str] | None) -> list[str | None]:
+    """``--datetime`` given any number of times, each possibly a comma list; [None] means the default."""
+    found = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return found or [None]
+
+
+def common_options(args) -> dict:
+    """The option strings every map of one command shares (all but the date)."""
+    return {name: getattr(args, name) for name in OPTIONS if name != "datetime"}
+
+
+def name_pattern(args, series: list) -> str:
+    """Output path with ``{key}`` (the unit) and ``{date}`` slots, or the single file as given.
+
+    A batch writes into ``--out`` when it is a folder, or beside it, named after it, when it is a file.
+    """
+    out = Path(args.out)
+    if args.each is None and len(series) == 1:
+        export.output_format(out)
+        return str(out)
+    if args.each is not None and (args.bbox or args.focus):
+        raise export.ExportOptionError("each", args.each, "one map per unit sets the view: drop --bbox/--focus")
+    folder, fmt, prefix = (out.parent, export.output_format(out), out.stem + "-") if out.suffix \
+        else (out, args.format, "" if args.each else "ttp-atlas-")
+    slots = "-".join(slot for slot, wanted in (("{key}", args.each), ("{date}", len(series) > 1)) if wanted)
+    return str(folder / f"{prefix}{slots}.{fmt}")
+
+
+def jobs(atlas, args, series: list, pattern: str) -> list[tuple[dict, Path]]:
+    """(option strings, output path) of every map the command asks for: per date, and per unit with --each."""
+    found = []
+    for date in series:
+        options = {**common_options(args), "datetime": date}
+        if args.each is None:
+            found.append((options, Path(pattern.format(date=date))))
+            continue
+        layer_id = EACH[args.each]
+        for key in export.units(atlas, layer_id, export.parse_date(date, export.latest_date(atlas))):
+            found.append(({**options, "focus": key, "focus_layers": (layer_id,)},
+                          Path(pattern.format(key=key, date=date))))
+    return found
+
+
+def writable(path: Path) -> bool:
+    """Whether ``path`` could be created: its nearest existing ancestor is a folder we may write in."""
+    folder = Path(path).absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder.is_dir() and os.access(folder, os.W_OK)
+
+
+def cmd_export(args) -> None:
+    from server.cli import UsageError
+
+    series = dates(args.datetime)
+    try:  # everything that needs no build is checked before loading one
+        export.check_plain(**common_options(args))
+        for date in series:
+            export.parse_date(date, None)
+        pattern = name_pattern(args, series)
+        if not writable(Path(pattern)):
+            raise UsageError(f"--out {str(args.out)!r} cannot be written: no folder we may write in")
+        atlas = store.ensure_build(args.build, args.data)
+        planned = [(export.parse_options(atlas, **options), path) for options, path in jobs(atlas, args, series, pattern)]
+    except export.ExportOptionError as error:
+        raise UsageError(f"--{error}") from None
+    for options, path in planned:
+        try:
+            size = export.write(atlas, options, path)
+        except OSError as error:
+            raise UsageError(f"--out {str(path)!r} cannot be written: {error.strerror or error}") from None
+        width, height = options.size_mm
+        print(f"wrote {path} ({width:g}x{height:g} mm, {options.dpi} dpi, {size / 1024:.0f} KiB)")
+
 
 def add_commands(subparsers, common) -> None:
-    """No commands yet."""
+    """``ttp-atlas export``: here ``--out`` is the map file (or folder); the build folder is ``--build``."""
+    command = subparsers.add_parser(
+        "export", parents=[common], conflict_handler="resolve", help="write print-ready maps (PNG, SVG, PDF)",
+        description="Write a finished map (title, legend, scale bar, north arrow, locator, credits) as PNG, "
+                    "SVG or PDF; the format comes from the --out extension.")
+    command.add_argument("--out", required=True, type=Path,
+                         help="map file (.png, .svg, .pdf); with --each or several dates, a folder (or a "
+                              "file name that each map's name is derived from)")
+    command.add_argument("--build", type=Path, default=store.build_dir(),
+                         help=f"build folder (default: ${store.BUILD_ENV} or build/)")
+    command.add_argument("--layers", help=f"comma-separated layer ids (default: {','.join(export.DEFAULT_LAYERS)})")
+    command.add_argument("--datetime", action="append",
+                         help="as-of date (default: the newest claimed structure); repeat or comma-separate "
+                              "for one map per date")
+    command.add_argument("--bbox", help="minx,miny,maxx,maxy in lon/lat (default: all of Pakistan)")
+    command.add_argument("--focus", help="a wilayah, province, division or district name to frame")
+    command.add_argument("--size", help=f"paper size (default {export.DEFAULT_SIZE}): "
+                                        f"{', '.join(export.paper.PAPER_SIZES_MM)} or WxHmm")
+    command.add_argument("--orientation", help="landscape (default for named sizes) or portrait")
+    command.add_argument("--dpi", help=f"resolution (default {export.DEFAULT_DPI}, "
+                                       f"{export.MIN_DPI}..{export.MAX_DPI})")
+    command.add_argument("--title", help="map title (default: the main layer's title)")
+    command.add_argument("--subtitle", help="subtitle (default: place and as-of date)")
+    command.add_argument("--each", choices=sorted(EACH), help="one map per unit of this kind, framed on it")
+    command.add_argument("--format", choices=sorted(export.FORMATS), default="pdf",
+                         help="format when --out is a folder (default: pdf)")
+    command.set_defaults(run=cmd_export)
+

@@ -1,0 +1,31 @@
+"""Static map export: A4 landscape at 300 dpi as PNG, SVG and PDF, time and file size (goal < 5 s each).
+
+Timed in-process on a loaded build (the CLI and the HTTP endpoint add only the build load or the
+request); each format is drawn from scratch, as a cold request would be.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.common import row
+from geo import datasets
+from layers import export, store
+
+BENCH = "export"
+DATE = "2023-07-01"
+
+
+def run() -> list[dict]:
+    root = store.build_dir()
+    atlas = store.ensure_build(root, datasets.data_dir())
+    options = export.parse_options(atlas, datetime=DATE, size="A4", orientation="landscape", dpi="300")
+    export.export(atlas, export.parse_options(atlas, dpi="50", size="A5"), "png")  # font cache, imports
+    rows = []
+    for fmt in export.FORMATS:
+        start = time.perf_counter()
+        payload = export.export(atlas, options, fmt)
+        seconds = time.perf_counter() - start
+        rows += [row(BENCH, f"A4 landscape 300 dpi {fmt.upper()}: time", round(seconds, 2), "s", "< 5"),
+                 row(BENCH, f"A4 landscape 300 dpi {fmt.upper()}: file size", round(len(payload) / 1024), "KiB")]
+    return rows

@@ -1,0 +1,689 @@
+"""Print-ready static maps (PNG, SVG, PDF): a GIS-style layout drawn with matplotlib from the build.
+
+Options come in as plain strings (from the CLI or a query string) and are checked by pure functions
+that raise ``ExportOptionError`` naming the bad value and what is valid. ``render`` draws one map on
+a matplotlib ``Figure`` (no pyplot: safe in server workers); ``to_bytes``/``write`` turn it into a
+file, atomically. Colours come from ``layers.style`` so a printed map matches the web map.
+
+The map is drawn in a transverse Mercator projection centred on the view, in metres, so that the
+scale bar is true (scale error under 1% across all of Pakistan) and north is up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import shapely
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.path import Path as MplPath
+from matplotlib.patheffects import withStroke
+from matplotlib.transforms import Bbox
+from matplotlib_scalebar.scalebar import ScaleBar
+from pyproj import Transformer
+
+from geo import atomic, gazetteer, paper
+from geo.geometry import polygonal
+from layers import catalogue, style, wilayahs
+
+FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+CONTEXT_LAYER = "countries"  # always drawn underneath (land and neighbours) and in the locator map
+PAKISTAN_ID = "586"  # ISO 3166 numeric, the id of Pakistan in the countries layer
+DEFAULT_LAYERS = ("provinces", "districts", "wilayahs")
+DEFAULT_SIZE = "A4"
+DEFAULT_DPI = 300
+MIN_DPI, MAX_DPI = 50, 600
+MAX_PIXELS = 75_000_000  # A3 at 600 dpi; beyond that a PNG needs gigabytes to draw
+MAX_BBOX_DEGREES = 40.0  # wider views leave the projection's useful range
+MAX_TEXT = 200  # characters of a title or subtitle
+FOCUS_LAYERS = ("wilayahs", "provinces", "divisions", "districts", "tribal-districts")
+DISTRICT_LABELS_BELOW_KM = 900  # district names only fit when the view is at most this wide
+INK, HALO = style.INK, style.HALO
+SCALEBAR_FRACTION = 0.22  # of the map width
+PX_TO_PT = 72 / 96  # style widths are CSS px at 96 dpi
+WEB_MERCATOR_M_PER_PX = 156543.03392  # ground metres per pixel at zoom 0 on the equator
+RC = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "ttp-atlas", "font.family": "DejaVu Sans",
+      "hatch.linewidth": 0.6, "path.simplify": True}
+
+
+class ExportOptionError(ValueError):
+    """A bad export option; the message names the option, the value and what would be valid."""
+
+    def __init__(self, option: str, value, valid: str):
+        self.option, self.value, self.valid = option, value, valid
+        super().__init__(f"{option} {value!r} is invalid: {valid}")
+
+
+@dataclass(frozen=True)
+class Options:
+    """One map, fully resolved: hashable, so that it can key a cache."""
+
+    layers: tuple[str, ...]
+    date: str  # the "as of" date of the claimed structure shown
+    bounds: tuple[float, float, float, float]  # lon/lat area that must be in view
+    place: str  # what the view shows, for the subtitle
+    size_mm: tuple[float, float]
+    dpi: int
+    title: str
+    subtitle: str
+
+
+# --- options -----------------------------------------------------------------------------------
+
+def parse_layers(text: str | None) -> tuple[str, ...]:
+    """Comma-separated layer ids in drawing order; the context layer is implied."""
+    if text is None or not str(text).strip():
+        return DEFAULT_LAYERS
+    ids = tuple(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [lid for lid in ids if lid not in catalogue.LAYER_IDS]
+    if unknown or not ids:
+        raise ExportOptionError("layers", text, f"comma-separated layer ids from {', '.join(catalogue.LAYER_IDS)}")
+    return tuple(lid for lid in catalogue.LAYER_IDS if lid in ids)
+
+
+def parse_date(text: str | None, default: str) -> str:
+    """An ISO date, or an ISO date-time whose date part is taken (``2023-07-01T00:00:00Z``)."""
+    if text is None or not str(text).strip():
+        return default
+    try:
+        return dt.datetime.fromisoformat(str(text).strip()).date().isoformat()
+    except ValueError:
+        raise ExportOptionError("datetime", text, "an ISO date YYYY-MM-DD (or a date-time, whose date is used)") from None
+
+
+def parse_dpi(text) -> int:
+    if text is None or str(text).strip() == "":
+        return DEFAULT_DPI
+    try:
+        dpi = int(str(text).strip())
+    except ValueError:
+        dpi = None
+    if dpi is None or not MIN_DPI <= dpi <= MAX_DPI:
+        raise ExportOptionError("dpi", text, f"an integer from {MIN_DPI} to {MAX_DPI}")
+    return dpi
+
+
+def parse_paper(size: str | None, orientation: str | None, dpi: int) -> tuple[float, float]:
+    """Paper size in mm; refuses sizes whose PNG would exceed the pixel cap at ``dpi``."""
+    size = DEFAULT_SIZE if size is None or not str(size).strip() else str(size)
+    orientation = None if orientation is None or not str(orientation).strip() else str(orientation).strip()
+    try:
+        size_mm = paper.paper_size(size, orientation)
+    except ValueError as error:
+        option, value = ("orientation", orientation) if str(error).startswith("orientation") else ("size", size)
+        raise ExportOptionError(option, value, str(error).split(": ", 1)[1]) from None
+    width, height = paper.pixels(size_mm, dpi)
+    if width * height > MAX_PIXELS:
+        raise ExportOptionError("size", size, f"at {dpi} dpi {width}x{height} px is over the {MAX_PIXELS:,} px "
+                                              "limit: choose a smaller size or dpi")
+    return size_mm
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """A lon/lat bbox at most ``MAX_BBOX_DEGREES`` across (whether it meets the atlas is checked later)."""
+    try:
+        bounds = paper.parse_bbox(text)
+    except ValueError as error:
+        raise ExportOptionError("bbox", text, str(error).split(": ", 1)[1]) from None
+    if max(bounds[2] - bounds[0], bounds[3] - bounds[1]) > MAX_BBOX_DEGREES:
+        raise ExportOptionError("bbox", text, f"at most {MAX_BBOX_DEGREES:g} degrees across")
+    return bounds
+
+
+def check_overlap(text: str, bounds, coverage) -> tuple[float, float, float, float]:
+    """``bounds`` if it overlaps the atlas coverage; a map of empty sea is a mistake."""
+    minx, miny, maxx, maxy = bounds
+    cminx, cminy, cmaxx, cmaxy = coverage
+    if maxx < cminx or minx > cmaxx or maxy < cminy or miny > cmaxy:
+        raise ExportOptionError("bbox", text, f"must overlap the atlas coverage, lon {cminx:.1f}..{cmaxx:.1f}, "
+                                              f"lat {cminy:.1f}..{cmaxy:.1f}")
+    return bounds
+
+
+def parse_text(option: str, value) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) > MAX_TEXT or any(not c.isprintable() for c in text):
+        raise ExportOptionError(option, value, f"at most {MAX_TEXT} printable characters on one line")
+    return text
+
+
+def latest_date(atlas) -> str:
+    """The start of the newest claimed structure: the default "as of" date (stable, unlike today)."""
+    return max(f["properties"]["valid_from"] for f in atlas.features("wilayahs"))
+
+
+def coverage(atlas) -> tuple[float, float, float, float]:
+    """Pakistan's extent (the provinces): the default view."""
+    return tuple(float(v) for v in shapely.total_bounds(atlas.geometries["provinces"]))
+
+
+def place_names(atlas, layer_id: str) -> dict[str, list[str]]:
+    """Key -> names of the places of a layer that a view can focus on (wilayahs by unit)."""
+    names: dict[str, list[str]] = {}
+    for feature in atlas.features(layer_id):
+        props = feature["properties"]
+        key = props["unit"] if layer_id == "wilayahs" else feature["id"]
+        names.setdefault(key, [props["name"], key])
+    return names
+
+
+def focus_place(atlas, name: str, layer_ids=FOCUS_LAYERS) -> tuple[str, str]:
+    """(layer id, key) of a place name: the first layer in ``layer_ids`` that knows it wins."""
+    display = []
+    for layer_id in layer_ids:
+        names = place_names(atlas, layer_id)
+        display += [ns[0] for ns in names.values()]
+        try:
+            return layer_id, gazetteer.resolve(name, gazetteer.index(names), [])
+        except gazetteer.PlaceNameError as error:
+            if error.reason == "ambiguous":
+                raise ExportOptionError("focus", name, f"ambiguous among {', '.join(error.suggestions)}") from None
+    try:
+        gazetteer.resolve(name, {}, display)
+    except gazetteer.PlaceNameError as error:
+        hint = f"; closest: {', '.join(error.suggestions)}" if error.suggestions else ""
+    raise ExportOptionError("focus", name, f"a wilayah, province, division or district name{hint}")
+
+
+def place_bounds(atlas, layer_id: str, key: str, date: str) -> tuple[tuple[float, float, float, float], str]:
+    """Lon/lat bounds and display name of a place; a wilayah's extent is the one valid at ``date``."""
+    features = atlas.collections[layer_id]["features"]
+    if layer_id == "wilayahs":
+        mine = [i for i, f in enumerate(features) if f["properties"]["unit"] == key]
+        current = [i for i in mine if wilayahs.valid_during(features[i]["properties"], date, date)]
+        picked = current or mine
+    else:
+        picked = [i for i, f in enumerate(features) if f["id"] == key]
+    bounds = tuple(float(v) for v in shapely.total_bounds(atlas.geometries[layer_id][picked]))
+    return bounds, features[picked[0]]["properties"]["name"]
+
+
+def default_title(layer_ids: tuple[str, ...]) -> str:
+    claimed = [lid for lid in layer_ids if catalogue.layer(lid).claimed]
+    return catalogue.layer(claimed[-1]).title if claimed else "Pakistan: " + catalogue.layer(layer_ids[-1]).title
+
+
+def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, orientation=None, dpi=None,
+                title=None, subtitle=None) -> dict:
+    """The checks that need no build (so the CLI fails before loading one); None means the default."""
+    if bbox is not None and focus is not None:
+        raise ExportOptionError("focus", focus, "give either bbox or focus, not both")
+    dpi_value = parse_dpi(dpi)
+    return {"layers": parse_layers(layers), "date": parse_date(datetime, None), "dpi": dpi_value,
+            "size_mm": parse_paper(size, orientation, dpi_value), "bbox": None if bbox is None else parse_bbox(bbox),
+            "focus": None if focus is None else str(focus),
+            "title": parse_text("title", title), "subtitle": parse_text("subtitle", subtitle)}
+
+
+def parse_options(atlas, focus_layers=FOCUS_LAYERS, **strings) -> Options:
+    """Check and resolve the user's options (strings, None for the defaults) into one ``Options``."""
+    plain = check_plain(**strings)
+    date = plain["date"] or latest_date(atlas)
+    if plain["bbox"] is not None:
+        bounds, place = check_overlap(strings["bbox"], plain["bbox"], coverage(atlas)), "Selected area"
+    elif plain["focus"] is not None:
+        bounds, place = place_bounds(atlas, *focus_place(atlas, plain["focus"], focus_layers), date)
+        bounds = paper.padded(bounds, 0.06)
+    else:
+        bounds, place = paper.padded(coverage(atlas), 0.02), "Pakistan"
+    layer_ids = plain["layers"]
+    temporal = any(catalogue.layer(lid).temporal for lid in layer_ids)
+    return Options(layer_ids, date, tuple(bounds), place, plain["size_mm"], plain["dpi"],
+                   default_title(layer_ids) if plain["title"] is None else plain["title"],
+                   (f"{place}, as of {date}" if temporal else place) if plain["subtitle"] is None else plain["subtitle"])
+
+
+def output_format(path: Path) -> str:
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise ExportOptionError("out", str(path), "a file name ending in " + ", ".join(f".{f}" for f in FORMATS))
+    return fmt
+
+
+# --- geometry to matplotlib --------------------------------------------------------------------
+
+def local_projection(bounds: tuple[float, float, float, float]) -> Transformer:
+    """Lon/lat -> metres in a transverse Mercator centred on ``bounds`` (true scale at the centre)."""
+    lon0, lat0 = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+    crs = f"+proj=tmerc +lat_0={lat0:.6f} +lon_0={lon0:.6f} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+
+def project(geoms, transformer: Transformer, inverse: bool = False) -> np.ndarray:
+    direction = "INVERSE" if inverse else "FORWARD"
+    return shapely.transform(np.asarray(geoms, dtype=object),
+                             lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1], direction=direction)))
+
+
+def to_paths(geoms) -> list[MplPath]:
+    """One compound matplotlib path per (multi)polygon, holes included, built without a Python loop per ring."""
+    geoms = np.asarray(geoms, dtype=object)
+    if not len(geoms):
+        return []
+    multi = np.array([g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g]) for g in geoms],
+                     dtype=object)
+    _, coords, (ring_offsets, polygon_offsets, geom_offsets) = shapely.to_ragged_array(multi)
+    codes = np.full(len(coords), MplPath.LINETO, dtype=MplPath.code_type)
+    codes[ring_offsets[:-1]] = MplPath.MOVETO
+    codes[ring_offsets[1:] - 1] = MplPath.CLOSEPOLY
+    vertex_bounds = ring_offsets[polygon_offsets[geom_offsets]]
+    return [MplPath(coords[a:b], codes[a:b]) for a, b in itertools.pairwise(vertex_bounds)]
+
+
+def web_zoom(metres_per_pixel: float, latitude: float) -> int:
+    """The web-map zoom whose pixels are this fine at ``latitude``: picks the generalised geometry."""
+    zoom = math.log2(WEB_MERCATOR_M_PER_PX * math.cos(math.radians(latitude)) / metres_per_pixel)
+    return max(0, min(22, math.floor(zoom)))
+
+
+@dataclass
+class View:
+    """The map frame: projection, extent in metres and the lon/lat box that covers it."""
+
+    transformer: Transformer
+    extent: tuple[float, float, float, float]  # projected minx, miny, maxx, maxy
+    lonlat: tuple[float, float, float, float]
+    zoom: int
+
+    @property
+    def width_km(self) -> float:
+        return (self.extent[2] - self.extent[0]) / 1000
+
+
+def make_view(bounds, frame_mm: tuple[float, float], dpi: int) -> View:
+    transformer = local_projection(bounds)
+    box = shapely.segmentize(shapely.box(*bounds), max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 32)
+    extent = paper.fit_aspect(tuple(project([box], transformer)[0].bounds), frame_mm[0] / frame_mm[1])
+    frame = shapely.segmentize(shapely.box(*extent), (extent[2] - extent[0]) / 32)
+    lonlat = paper.padded(project([frame], transformer, inverse=True)[0].bounds, 0.03)
+    metres_per_pixel = (extent[2] - extent[0]) / (frame_mm[0] / paper.MM_PER_INCH * dpi)
+    return View(transformer, extent, lonlat, web_zoom(metres_per_pixel, (bounds[1] + bounds[3]) / 2))
+
+
+@dataclass
+class Shown:
+    """What one layer contributes to the map: its features in view and their projected geometry."""
+
+    layer_id: str
+    features: list[dict]
+    geoms: np.ndarray  # projected, aligned with features
+    paths: list[MplPath] = field(default_factory=list)
+
+
+def layer_in_view(atlas, layer_id: str, view: View, date: str) -> Shown:
+    """Features of a layer valid at ``date`` and inside the view, clipped and projected."""
+    features = atlas.collections[layer_id]["features"]
+    geoms = atlas.generalised(layer_id, view.zoom)
+    keep = [i for i, f in enumerate(features) if wilayahs.valid_during(f["properties"], date, date)]
+    clipped = shapely.clip_by_rect(geoms[keep], *view.lonlat)
+    clipped = np.array([polygonal(g) for g in clipped], dtype=object)
+    present = ~shapely.is_empty(clipped)
+    projected = project(clipped[present], view.transformer)
+    return Shown(layer_id, [features[i] for i, p in zip(keep, present, strict=True) if p], projected,
+                 to_paths(projected))
+
+
+# --- layout --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """Panel rectangles in figure fractions (left, bottom, width, height) and the font scale."""
+
+    map: tuple[float, float, float, float]
+    inset: tuple[float, float, float, float]
+    legend: tuple[float, float, float, float]
+    header_top: float  # figure fraction of the title's top
+    footer_top: float
+    scale: float
+    margin: float  # mm
+
+
+def font_scale(size_mm: tuple[float, float]) -> float:
+    """Type grows with the paper (A4 = 1), within limits that keep it legible and in proportion."""
+    return min(2.0, max(0.75, math.sqrt(size_mm[0] * size_mm[1] / (297 * 210))))
+
+
+def layout(size_mm: tuple[float, float], footer_count: int) -> Layout:
+    """Header, map, side panel (right in landscape, below in portrait) and footer, in mm then fractions."""
+    width, height = size_mm
+    scale = font_scale(size_mm)
+    margin = 8 * scale
+    header = 18 * scale
+    footer = footer_count * 6.5 * scale * 1.35 * 25.4 / 72 + 2 * scale
+    gap = 4 * scale
+    top, bottom = height - margin - header, margin + footer
+    if width >= height:
+        panel = max(55 * scale, 0.26 * width)
+        map_mm = (margin, bottom, width - 2 * margin - panel - gap, top - bottom)
+        inset_side = min(panel, (top - bottom) * 0.45)
+        inset_mm = (width - margin - panel, top - inset_side, panel, inset_side)
+        legend_mm = (width - margin - panel, bottom, panel, top - bottom - inset_side - gap)
+    else:
+        panel = max(55 * scale, 0.27 * height)
+        map_mm = (margin, bottom + panel + gap, width - 2 * margin, top - bottom - panel - gap)
+        inset_mm = (margin, bottom, min(panel, (width - 2 * margin) * 0.45), panel)
+        legend_mm = (margin + inset_mm[2] + gap, bottom, width - 2 * margin - inset_mm[2] - gap, panel)
+
+    def frac(rect):
+        return (rect[0] / width, rect[1] / height, rect[2] / width, rect[3] / height)
+    return Layout(frac(map_mm), frac(inset_mm), frac(legend_mm), 1 - margin / height, bottom / height, scale, margin)
+
+
+def wrap(text: str, width_mm: float, font_pt: float) -> list[str]:
+    """Lines of ``text`` that fit ``width_mm`` at ``font_pt`` (DejaVu Sans averages ~0.55 em a character)."""
+    chars = max(20, int(width_mm / 25.4 * 72 / (0.55 * font_pt)))
+    return textwrap.wrap(text, chars)
+
+
+# --- legend and credits (plain data) --------------------------------------------------------------
+
+def legend_entries(shown: list[Shown]) -> list[dict]:
+    """Legend rows for what is drawn, in sections: zones, confidence, boundaries. Only what is shown."""
+    claimed = [f["properties"] for s in shown if catalogue.layer(s.layer_id).claimed for f in s.features]
+    rows: list[dict] = []
+    zones = [z for z in style.ZONE_COLOURS if any(p.get("zone") == z for p in claimed)]
+    if zones:
+        rows.append({"kind": "header", "label": "Claimed units by zone"})
+        rows += [{"kind": "swatch", "label": style.ZONE_LABELS[z], "style": style.wilayah_style(z, "high"),
+                  "gid": f"legend-zone-{z or 'none'}"} for z in zones]
+    levels = [c for c in style.CONFIDENCE_STYLES if any(p.get("confidence") == c for p in claimed)]
+    if levels:
+        rows.append({"kind": "header", "label": "Confidence of the extent"})
+        rows += [{"kind": "swatch", "label": style.CONFIDENCE_STYLES[c]["label"],
+                  "style": {**style.wilayah_style(None, c), "stroke": INK, "fill": INK},
+                  "gid": f"legend-confidence-{c}"} for c in levels]
+    civil = [s.layer_id for s in shown if not catalogue.layer(s.layer_id).claimed and s.features]
+    if civil:
+        rows.append({"kind": "header", "label": "Boundaries"})
+        rows += [{"kind": "swatch", "label": catalogue.layer(lid).title, "style": style.feature_style(lid, {}),
+                  "gid": f"legend-{lid}"} for lid in reversed(civil)]
+    return rows
+
+
+def publications(shown: list[Shown]) -> list[str]:
+    """The publications behind the claimed units shown, each once: "Publisher (date)"."""
+    seen = {}
+    for s in shown:
+        for feature in s.features:
+            for source in feature["properties"].get("sources") or []:
+                label = source["publisher"] + (f" ({source['date']})" if source.get("date") else "")
+                seen.setdefault(label, None)
+    return list(seen)
+
+
+def credit_lines(atlas, shown: list[Shown], claimed: bool) -> list[str]:
+    """Caveat, wilayah sources and boundary licences: the footer, before wrapping."""
+    lines = [catalogue.CAVEAT] if claimed else []
+    sources = publications(shown)
+    if sources:
+        lines.append("Claimed units as reported by: " + "; ".join(sources) + ".")
+    credits = atlas.attribution([s.layer_id for s in shown])
+    lines.append("Data: " + "; ".join(credits) + f". Transverse Mercator projection. ttp-atlas build {atlas.build_id}.")
+    return lines
+
+
+# --- drawing ---------------------------------------------------------------------------------
+
+def patch_kwargs(look: dict) -> dict:
+    """matplotlib patch properties for a style dict from ``layers.style`` (widths px -> pt)."""
+    width = look["width"] * PX_TO_PT
+    kwargs = {"facecolor": matplotlib.colors.to_rgba(look["fill"], look["fill_opacity"]),
+              "edgecolor": look["stroke"], "linewidth": width, "joinstyle": "round"}
+    if look.get("dash"):
+        kwargs["linestyle"] = (0, tuple(d * PX_TO_PT / width for d in look["dash"]))
+    if look.get("hatch"):
+        kwargs.update(hatch=look["hatch"], hatchcolor=look["stroke"])
+    return kwargs
+
+
+def draw_layer(ax, shown: Shown) -> None:
+    """Claimed units one patch each (SVG id ``wilayah-<id>``); a civil layer as one collection."""
+    if catalogue.layer(shown.layer_id).claimed:
+        singular = "wilayah" if shown.layer_id == "wilayahs" else "zone"
+        for feature, path in zip(shown.features, shown.paths, strict=True):
+            patch = PathPatch(path, **patch_kwargs(style.feature_style(shown.layer_id, feature["properties"])))
+            patch.set_gid(f"{singular}-{feature['id']}")
+            ax.add_patch(patch)
+        return
+    ax.add_collection(collection(shown.paths, style.feature_style(shown.layer_id, {}), f"layer-{shown.layer_id}"))
+
+
+def collection(paths: list[MplPath], look: dict, gid: str, width_factor: float = 1.0) -> PatchCollection:
+    """Many paths in one style as one artist: drawn in one pass, one group in SVG."""
+    kwargs = patch_kwargs(look)
+    return PatchCollection([PathPatch(p) for p in paths], facecolors=[kwargs["facecolor"]],
+                           edgecolors=[kwargs["edgecolor"]], linewidths=[kwargs["linewidth"] * width_factor], gid=gid)
+
+
+def label_candidates(shown: list[Shown], view: View) -> list[tuple[str, tuple[float, float], str]]:
+    """(text, point, kind) by priority: wilayah units by area, then districts when the view is small."""
+    out = []
+    for s in shown:
+        if s.layer_id == "wilayahs":
+            units: dict[str, list[int]] = {}
+            for i, f in enumerate(s.features):
+                units.setdefault(f["properties"]["unit"], []).append(i)
+            for idx in sorted(units.values(), key=lambda ix: -shapely.area(shapely.union_all(s.geoms[ix]))):
+                out.append((s.features[idx[0]]["properties"]["name"], label_point(s.geoms[idx]), "wilayah"))
+    if view.width_km <= DISTRICT_LABELS_BELOW_KM:
+        for s in shown:
+            if s.layer_id == "districts":
+                order = np.argsort(-shapely.area(s.geoms))
+                out += [(s.features[i]["properties"]["name"], label_point([s.geoms[i]]), "district") for i in order]
+    return out
+
+
+def label_point(geoms) -> tuple[float, float]:
+    """The centre of the largest circle inside the largest part: where a label reads as "inside"."""
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object))
+    largest = parts[np.argmax(shapely.area(parts))]
+    line = shapely.maximum_inscribed_circle(largest, math.sqrt(largest.area) / 50)
+    x, y = shapely.get_coordinates(line)[0]
+    return float(x), float(y)
+
+
+def furniture_boxes(ax, scale: float) -> list[Bbox]:
+    """Display boxes of the scale bar (lower left) and north arrow (upper right), which labels must avoid."""
+    frame = ax.get_window_extent()
+    points = ax.figure.dpi / 72
+    return [Bbox.from_bounds(frame.x0, frame.y0, frame.width * (SCALEBAR_FRACTION + 0.04), 30 * scale * points),
+            Bbox.from_bounds(frame.x1 - 28 * scale * points, frame.y1 - 48 * scale * points,
+                             28 * scale * points, 48 * scale * points)]
+
+
+def place_labels(fig: Figure, ax, candidates, scale: float) -> list:
+    """Greedy: keep a label only if its box is inside the map and clear of every label kept before it."""
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    kept, boxes = [], furniture_boxes(ax, scale)
+    looks = {"wilayah": {"fontsize": 8.5 * scale, "fontweight": "bold", "color": INK},
+             "district": {"fontsize": 5.5 * scale, "fontstyle": "italic", "color": style.CIVIL_STYLES["districts"]["stroke"]}}
+    for text, (x, y), kind in candidates:
+        if not (ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1]):
+            continue
+        artist = ax.text(x, y, text, ha="center", va="center", clip_on=True, zorder=5,
+                         path_effects=[withStroke(linewidth=2.2 * scale, foreground=HALO)], **looks[kind])
+        box = artist.get_window_extent(renderer).expanded(1.06, 1.15)
+        if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                and not any(box.overlaps(other) for other in boxes)):
+            boxes.append(box)
+            kept.append(artist)
+            artist.set_gid(f"label-{kind}")
+        else:
+            artist.remove()
+    return kept
+
+
+def draw_north_arrow(ax, scale: float) -> None:
+    ax.annotate("N", xy=(0.955, 0.965), xytext=(0.955, 0.875), xycoords="axes fraction", ha="center", va="center",
+                fontsize=10 * scale, fontweight="bold", color=INK, gid="north-arrow",
+                arrowprops={"facecolor": INK, "edgecolor": INK, "width": 2.5 * scale, "headwidth": 9 * scale,
+                            "headlength": 9 * scale, "shrink": 0.0})
+
+
+def draw_inset(fig: Figure, rect, atlas, view: View) -> None:
+    """Locator map: Pakistan and its neighbours, the main map's extent as a box."""
+    ax = fig.add_axes(rect, gid="inset")
+    pakistan = coverage(atlas)
+    transformer = local_projection(pakistan)
+    countries = atlas.generalised(CONTEXT_LAYER, 4)
+    ids = [f["id"] for f in atlas.collections[CONTEXT_LAYER]["features"]]
+    projected = project(shapely.clip_by_rect(countries, *paper.padded(pakistan, 0.5)), transformer)
+    ax.add_collection(collection(to_paths(projected[~shapely.is_empty(projected)]),
+                                 style.feature_style(CONTEXT_LAYER, {}), "inset-countries", width_factor=0.6))
+    home = projected[ids.index(PAKISTAN_ID)]
+    ax.add_patch(PathPatch(to_paths([home])[0], facecolor="none", edgecolor=INK, linewidth=0.8))
+    frame = shapely.segmentize(shapely.box(*view.extent), (view.extent[2] - view.extent[0]) / 16)
+    box = project(project([frame], view.transformer, inverse=True), transformer)[0]
+    ax.add_patch(PathPatch(to_paths([box])[0], facecolor=matplotlib.colors.to_rgba(INK, 0.12), edgecolor=INK,
+                           linewidth=1.4, gid="inset-extent"))
+    home_bounds = shapely.bounds(project([shapely.box(*pakistan)], transformer)[0])
+    ax_w, ax_h = rect[2] * fig.get_figwidth(), rect[3] * fig.get_figheight()
+    extent = paper.fit_aspect(tuple(paper.padded(tuple(home_bounds), 0.12)), ax_w / ax_h)
+    extent = union_extent(extent, box.bounds, ax_w / ax_h)
+    ax.set_xlim(extent[0], extent[2])
+    ax.set_ylim(extent[1], extent[3])
+    ax.set_facecolor(style.BACKGROUND)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def union_extent(extent, other, aspect: float):
+    """``extent`` grown to include ``other`` (kept at ``aspect``), so the extent box is always visible."""
+    merged = (min(extent[0], other[0]), min(extent[1], other[1]), max(extent[2], other[2]), max(extent[3], other[3]))
+    return paper.fit_aspect(merged, aspect)
+
+
+def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: float) -> None:
+    """Rows drawn by hand (swatch + text) so hatches and dashes look exactly as on the map."""
+    ax = fig.add_axes(rect, gid="legend")
+    ax.set_axis_off()
+    height_pt = rect[3] * fig.get_figheight() * 72
+    width_pt = rect[2] * fig.get_figwidth() * 72
+    font = 7.5 * scale
+    lines = len(rows) + (2 if date else 0)
+    step = min(font * 1.9, height_pt / max(lines, 1))
+    font = min(font, step / 1.6)
+    y = height_pt
+    ax.set_xlim(0, width_pt)
+    ax.set_ylim(0, height_pt)
+    if date:
+        y -= step
+        ax.text(0, y, f"As of {date}", fontsize=font * 1.15, fontweight="bold", va="center", color=INK, gid="as-of")
+        y -= step * 0.4
+    for row in rows:
+        y -= step
+        if row["kind"] == "header":
+            ax.text(0, y, row["label"], fontsize=font, fontweight="bold", va="center", color=INK)
+            continue
+        sw, sh = font * 2.6, font * 1.3
+        ax.add_patch(Rectangle((2, y - sh / 2), sw, sh, gid=row["gid"], **patch_kwargs(row["style"])))
+        ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK)
+
+
+def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
+    """The panels for this paper and footer, and the map view that fills the map panel."""
+    box = layout(options.size_mm, footer_count)
+    frame_mm = (box.map[2] * options.size_mm[0], box.map[3] * options.size_mm[1])
+    return box, make_view(options.bounds, frame_mm, options.dpi)
+
+
+def footer_lines(atlas, shown: list[Shown], width_mm: float, scale: float) -> list[str]:
+    claimed = any(catalogue.layer(s.layer_id).claimed and s.features for s in shown)
+    return [line for text in credit_lines(atlas, shown, claimed) for line in wrap(text, width_mm, 6.5 * scale)]
+
+
+def render(atlas, options: Options) -> Rendered:
+    """Draw the whole layout for ``options`` on a new Figure (pixel-exact for PNG at ``options.dpi``)."""
+    size_px = paper.pixels(options.size_mm, options.dpi)
+    fig = Figure(figsize=paper.figure_inches(size_px, options.dpi), dpi=options.dpi)
+    FigureCanvasAgg(fig)  # text extents for label placement need a renderer
+    scale = font_scale(options.size_mm)
+    layer_ids = (CONTEXT_LAYER, *(lid for lid in options.layers if lid != CONTEXT_LAYER))
+    guess = 4  # footer lines; the real count depends on the sources of what the view shows
+    box, view = framing(options, guess)
+    shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
+    footer = footer_lines(atlas, shown, options.size_mm[0] - 2 * box.margin, scale)
+    if len(footer) != guess:
+        box, view = framing(options, len(footer))
+        shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
+
+    fig.text(box.margin / options.size_mm[0], box.header_top, options.title, fontsize=16 * scale, fontweight="bold",
+             va="top", color=INK, gid="title")
+    fig.text(box.margin / options.size_mm[0], box.header_top - 8.5 * scale / options.size_mm[1], options.subtitle,
+             fontsize=10 * scale, va="top", color=INK, gid="subtitle")
+    ax = fig.add_axes(box.map, gid="map")
+    ax.set_facecolor(style.BACKGROUND)
+    for s in shown:
+        draw_layer(ax, s)
+    ax.set_xlim(view.extent[0], view.extent[2])
+    ax.set_ylim(view.extent[1], view.extent[3])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.add_artist(ScaleBar(1, "m", location="lower left", length_fraction=SCALEBAR_FRACTION, box_alpha=0.8, color=INK,
+                           font_properties={"size": 7 * scale}, scale_loc="top"))
+    draw_north_arrow(ax, scale)
+    place_labels(fig, ax, label_candidates(shown, view), scale)
+    draw_inset(fig, box.inset, atlas, view)
+    temporal = any(catalogue.layer(s.layer_id).temporal for s in shown)
+    draw_legend(fig, box.legend, legend_entries(shown), options.date if temporal else None, scale)
+    fig.text(box.margin / options.size_mm[0], box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer),
+             fontsize=6.5 * scale, va="top", linespacing=1.35, color=INK, gid="credits")
+    return Rendered(fig, ax, view, shown)
+
+
+@dataclass
+class Rendered:
+    figure: Figure
+    map_axes: object
+    view: View
+    shown: list[Shown]
+
+    def pixel(self, lon: float, lat: float) -> tuple[int, int]:
+        """(column, row) in the PNG of a lon/lat point on the map."""
+        x, y = self.view.transformer.transform(lon, lat)
+        px, py = self.map_axes.transData.transform((x, y))
+        return int(px), int(self.figure.bbox.height - py)
+
+
+def to_bytes(rendered: Rendered, fmt: str, dpi: int) -> bytes:
+    """Encode a rendered map; metadata dates are left out so the same map gives the same bytes."""
+    buffer = io.BytesIO()
+    metadata = {"png": {"Software": "ttp-atlas"}, "svg": {"Date": None, "Creator": "ttp-atlas"},
+                "pdf": {"CreationDate": None, "Creator": "ttp-atlas"}}[fmt]
+    with matplotlib.rc_context(RC):
+        rendered.figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+    return buffer.getvalue()
+
+
+def export(atlas, options: Options, fmt: str) -> bytes:
+    """One map as PNG, SVG or PDF bytes."""
+    with matplotlib.rc_context(RC):
+        rendered = render(atlas, options)
+    return to_bytes(rendered, fmt, options.dpi)
+
+
+def write(atlas, options: Options, path: Path) -> int:
+    """Render to ``path`` (format from its extension) atomically; returns the file size."""
+    payload = export(atlas, options, output_format(path))
+    atomic.write_bytes(Path(path), payload)
+    return len(payload)
+
+
+def units(atlas, layer_id: str, date: str) -> list[str]:
+    """Keys of the places a batch draws one map each for: wilayah units valid at ``date``, or civil units."""
+    features = atlas.features(layer_id, date) if catalogue.layer(layer_id).temporal else atlas.features(layer_id)
+    return list(dict.fromkeys(f["properties"]["unit"] if layer_id == "wilayahs" else f["id"] for f in features))

@@ -1,0 +1,338 @@
+"""Static map export: option checks, the layout's content (pixels, PDF text, SVG elements) and the CLI."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+
+from geo import paper
+from layers import catalogue, export, style
+from server import cli, exports
+
+DATE = "2023-07-01"  # 12 units: north, south and zone-less ones; medium and low confidence
+DPI = 100
+
+
+def rgb(colour: str) -> np.ndarray:
+    return np.array(style.hex_to_rgb(colour), dtype=float)
+
+
+def blend(colour: str, opacity: float, under: str = style.LAND) -> np.ndarray:
+    return rgb(colour) * opacity + rgb(under) * (1 - opacity)
+
+
+def near(pixels: np.ndarray, colour: np.ndarray, tolerance: float) -> np.ndarray:
+    return np.linalg.norm(pixels[..., :3].astype(float) - colour, axis=-1) <= tolerance
+
+
+def feature(atlas, layer_id: str, fid: str):
+    index = [f["id"] for f in atlas.collections[layer_id]["features"]].index(fid)
+    return atlas.collections[layer_id]["features"][index]["properties"], atlas.geometries[layer_id][index]
+
+
+@pytest.fixture(scope="module")
+def options(atlas):
+    return export.parse_options(atlas, datetime=DATE, dpi=str(DPI))
+
+
+@pytest.fixture(scope="module")
+def rendered(atlas, options):
+    with export.matplotlib.rc_context(export.RC):
+        return export.render(atlas, options)
+
+
+@pytest.fixture(scope="module")
+def png(rendered, options):
+    return np.asarray(Image.open(io.BytesIO(export.to_bytes(rendered, "png", options.dpi))).convert("RGB"))
+
+
+def axes_pixels(image: np.ndarray, rendered, gid: str) -> np.ndarray:
+    """The part of the PNG under the axes with this gid."""
+    ax = next(a for a in rendered.figure.axes if a.get_gid() == gid)
+    box = ax.get_window_extent()
+    height = image.shape[0]
+    return image[int(height - box.y1) + 2:int(height - box.y0) - 2, int(box.x0) + 2:int(box.x1) - 2]
+
+
+# --- options (pure) ----------------------------------------------------------------------------
+
+def test_paper_sizes_and_pixels():
+    assert paper.paper_size("A4") == (297.0, 210.0)
+    assert paper.paper_size("a4", "portrait") == (210.0, 297.0)
+    assert paper.paper_size("Letter") == (279.4, 215.9)
+    assert paper.paper_size("300x200mm") == (300.0, 200.0)
+    assert paper.paper_size("300x200mm", "portrait") == (200.0, 300.0)
+    assert paper.pixels((297.0, 210.0), 300) == (3508, 2480)
+    for dpi in (50, 72, 96, 100, 150, 300, 600):
+        px = paper.pixels((215.9, 279.4), dpi)
+        inches = paper.figure_inches(px, dpi)
+        assert tuple(int(side * dpi) for side in inches) == px
+
+
+@pytest.mark.parametrize(("call", "option", "value"), [
+    (lambda: export.parse_layers("wilayahs,roads"), "layers", "wilayahs,roads"),
+    (lambda: export.parse_dpi("900"), "dpi", "900"),
+    (lambda: export.parse_dpi("high"), "dpi", "high"),
+    (lambda: export.parse_paper("B7", None, 300), "size", "B7"),
+    (lambda: export.parse_paper("5000x200mm", None, 300), "size", "5000x200mm"),
+    (lambda: export.parse_paper("A2", None, 600), "size", "A2"),
+    (lambda: export.parse_paper("A4", "sideways", 300), "orientation", "sideways"),
+    (lambda: export.parse_bbox("70,30,71"), "bbox", "70,30,71"),
+    (lambda: export.parse_bbox("72,30,71,31"), "bbox", "72,30,71,31"),
+    (lambda: export.parse_bbox("0,0,90,10"), "bbox", "0,0,90,10"),
+    (lambda: export.parse_date("2023-13-01", None), "datetime", "2023-13-01"),
+    (lambda: export.parse_text("title", "x" * 300), "title", "x" * 300),
+    (lambda: export.output_format("map.jpg"), "out", "map.jpg"),
+])
+def test_bad_options_name_the_value(call, option, value):
+    with pytest.raises(export.ExportOptionError) as caught:
+        call()
+    assert caught.value.option == option
+    assert repr(value) in str(caught.value) and caught.value.valid in str(caught.value)
+
+
+def test_options_resolve_against_the_build(atlas):
+    assert export.parse_date("2023-07-01T10:00:00Z", None) == "2023-07-01"
+    assert export.parse_options(atlas).date == export.latest_date(atlas) == "2025-12-25"
+    focused = export.parse_options(atlas, focus="Khyber Pakhtunkhwa")
+    province = atlas.geometries["provinces"][[f["id"] for f in atlas.features("provinces")].index("PK5")]
+    assert shapely.contains(shapely.box(*focused.bounds), province)
+    assert focused.subtitle == "Khyber Pakhtunkhwa, as of 2025-12-25"
+    assert export.parse_options(atlas, focus="peshawar").place == "Peshawar"  # the wilayah comes first
+    with pytest.raises(export.ExportOptionError, match="closest: Peshawar"):
+        export.parse_options(atlas, focus="Peshawr")
+    with pytest.raises(export.ExportOptionError, match="must overlap"):
+        export.parse_options(atlas, bbox="-10,40,0,50")
+    with pytest.raises(export.ExportOptionError, match="not both"):
+        export.parse_options(atlas, bbox="70,30,72,32", focus="Peshawar")
+
+
+def test_layout_panels_do_not_overlap():
+    for size in ((297.0, 210.0), (210.0, 297.0), (420.0, 297.0), (150.0, 150.0)):
+        box = export.layout(size, 6)
+        rects = [shapely.box(x, y, x + w, y + h) for x, y, w, h in (box.map, box.inset, box.legend)]
+        assert all(shapely.within(r, shapely.box(0, 0, 1, 1)) for r in rects)
+        assert all(r.area > 0.02 for r in rects)
+        assert not any(a.overlaps(b) for i, a in enumerate(rects) for b in rects[i + 1:])
+
+
+def test_legend_lists_only_what_is_shown(atlas):
+    view = export.make_view(export.coverage(atlas), (200.0, 150.0), 100)
+    early = [export.layer_in_view(atlas, lid, view, "2023-03-01") for lid in ("countries", "wilayahs")]
+    labels = [row["label"] for row in export.legend_entries(early)]
+    assert style.ZONE_LABELS["north"] in labels and style.ZONE_LABELS["south"] in labels
+    assert style.ZONE_LABELS[None] not in labels  # every 2023-03 unit has a zone
+    assert style.CONFIDENCE_STYLES["low"]["label"] not in labels
+    assert catalogue.layer("districts").title not in labels
+    later = [export.layer_in_view(atlas, lid, view, DATE) for lid in ("countries", "districts", "wilayahs")]
+    labels = [row["label"] for row in export.legend_entries(later)]
+    assert style.ZONE_LABELS[None] in labels and style.CONFIDENCE_STYLES["low"]["label"] in labels
+    assert catalogue.layer("districts").title in labels
+    civil = [export.layer_in_view(atlas, lid, view, DATE) for lid in ("countries", "provinces")]
+    assert not any("zone" in row["label"].lower() for row in export.legend_entries(civil))
+
+
+# --- the rendered layout -------------------------------------------------------------------------
+
+def test_png_has_the_pixel_size_of_paper_and_dpi(png):
+    assert png.shape[:2] == (827, 1169)  # A4 landscape at 100 dpi: 297 x 210 mm
+
+
+def test_a4_at_300_dpi_is_3508_by_2480(atlas):
+    payload = export.export(atlas, export.parse_options(atlas, size="A4", dpi="300"), "png")
+    image = Image.open(io.BytesIO(payload))
+    assert image.size == (3508, 2480)
+    assert round(image.info["dpi"][0]) == 300
+
+
+def test_peshawar_shows_the_north_zone_colour(atlas, rendered, png):
+    props, geom = feature(atlas, "wilayahs", "peshawar-2022-12-31-core")
+    assert props["zone"] == "north" and props["confidence"] == "medium"
+    inner = shapely.buffer(geom, -0.03)
+    xs, ys = np.meshgrid(np.linspace(*inner.bounds[0::2], 25), np.linspace(*inner.bounds[1::2], 25))
+    points = [(x, y) for x, y in zip(xs.ravel(), ys.ravel(), strict=True) if inner.contains(shapely.Point(x, y))]
+    assert len(points) > 30
+    samples = np.array([png[row, col] for col, row in (rendered.pixel(x, y) for x, y in points)])
+    expected = blend(style.ZONE_COLOURS["north"], style.CONFIDENCE_STYLES["medium"]["fill_opacity"])
+    colours, counts = np.unique(samples, axis=0, return_counts=True)
+    assert near(colours[np.argmax(counts)], expected, 3)  # the commonest colour (borders and labels aside)
+    assert near(samples, expected, 12).mean() > 0.4
+    south = blend(style.ZONE_COLOURS["south"], style.CONFIDENCE_STYLES["medium"]["fill_opacity"])
+    assert near(samples, south, 12).mean() < 0.05
+
+
+def test_legend_area_has_the_zone_colours(rendered, png):
+    legend = axes_pixels(png, rendered, "legend")
+    for zone in ("north", "south", None):
+        assert near(legend, rgb(style.ZONE_COLOURS[zone]), 40).sum() > 20, zone
+    assert near(axes_pixels(png, rendered, "map"), rgb(style.ZONE_COLOURS["north"]), 40).sum() > 200
+
+
+def test_map_is_not_blank(rendered, png):
+    area = axes_pixels(png, rendered, "map")
+    colours = {tuple(p) for p in area[::7, ::7].reshape(-1, 3)}
+    assert len(colours) > 50
+    land, sea = near(area, rgb(style.LAND), 6).mean(), near(area, rgb(style.BACKGROUND), 6).mean()
+    assert land + sea < 0.8 and land > 0.05
+
+
+def test_labels_do_not_overlap_and_name_the_units(rendered):
+    renderer = rendered.figure.canvas.get_renderer()
+    labels = [t for t in rendered.map_axes.texts if (t.get_gid() or "").startswith("label-")]
+    names = {t.get_text() for t in labels}
+    assert {"Peshawar", "Kohat", "Zhob"} <= names
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def test_district_labels_only_on_small_extents(atlas):
+    def labelled(**kw):
+        options = export.parse_options(atlas, datetime=DATE, dpi="72", **kw)
+        with export.matplotlib.rc_context(export.RC):
+            done = export.render(atlas, options)
+        return {t.get_gid() for t in done.map_axes.texts}
+    assert "label-district" not in labelled()
+    assert "label-district" in labelled(focus="Peshawar")
+
+
+def test_scale_bar_is_true_to_the_ground(rendered):
+    """1 km east of the map centre is 1000 map units: the projection is in metres at true scale there."""
+    transformer = rendered.view.transformer
+    x0, y0 = transformer.transform(70.0, 32.0)
+    x1, y1 = transformer.transform(70.0 + 1 / (111.32 * np.cos(np.radians(32.0))), 32.0)
+    assert abs(np.hypot(x1 - x0, y1 - y0) - 1000) < 10
+
+
+@pytest.fixture(scope="module")
+def pdf(atlas, options, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pdf") / "map.pdf"
+    export.write(atlas, options, path)
+    return path
+
+
+def test_pdf_is_vector_with_text(pdf, options, atlas):
+    text = " ".join(subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True,
+                                   text=True).stdout.split())
+    assert options.title in text
+    assert f"As of {DATE}" in text
+    assert "OCHA COD-AB Pakistan" in text and "Natural Earth" in text
+    assert "Jamestown Foundation" in text  # a publication behind the 2023-06 units
+    assert "Claimed units, not areas of control" in text
+    fonts = subprocess.run(["pdffonts", str(pdf)], check=True, capture_output=True, text=True).stdout
+    assert "TrueType" in fonts and "Type 3" not in fonts
+
+
+def test_pdf_rasterises_like_the_png(pdf, rendered, png, tmp_path):
+    subprocess.run(["pdftoppm", "-r", str(DPI), "-png", "-singlefile", str(pdf), str(tmp_path / "page")], check=True)
+    page = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
+    assert abs(page.shape[0] - png.shape[0]) <= 1 and abs(page.shape[1] - png.shape[1]) <= 1
+    page = page[:png.shape[0], :png.shape[1]]
+
+    def small(image):
+        area = axes_pixels(image, rendered, "map")
+        return np.asarray(Image.fromarray(area).resize((48, 36), Image.BILINEAR), dtype=float)
+    difference = np.abs(small(page) - small(png)).mean()
+    assert difference < 8, difference
+    blank = np.full_like(small(png), rgb(style.LAND))
+    assert np.abs(blank - small(png)).mean() > 3 * difference  # the comparison can fail
+
+
+def test_svg_keeps_text_and_a_path_per_wilayah(atlas, rendered):
+    root = ET.fromstring(export.to_bytes(rendered, "svg", DPI))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = ["".join(t.itertext()) for t in root.iter(f"{ns}text")]
+    assert any(rendered.figure.texts[0].get_text() in t for t in texts)
+    groups = {g.get("id"): g for g in root.iter(f"{ns}g")}
+    shown = [f["id"] for s in rendered.shown if s.layer_id == "wilayahs" for f in s.features]
+    assert len(shown) == len(atlas.features("wilayahs", DATE)) == 15
+    for fid in shown:
+        assert groups[f"wilayah-{fid}"].find(f"{ns}path") is not None, fid
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def run_cli(built, data_root, atlas, monkeypatch):
+    """``ttp-atlas export`` in-process, on the session's build already loaded (the console script test loads it)."""
+    def opened(root, data):
+        assert (root, data) == (built, data_root)
+        return atlas
+    monkeypatch.setattr(exports.store, "ensure_build", opened)
+    return lambda *argv: cli.main(["export", "--build", str(built), "--data", str(data_root), *argv])
+
+
+def test_cli_writes_png_svg_pdf(run_cli, tmp_path, capsys):
+    for fmt in ("png", "svg", "pdf"):
+        out = tmp_path / f"map.{fmt}"
+        assert run_cli("--out", str(out), "--dpi", "72", "--size", "A5",
+                       "--title", "Claimed units", "--datetime", "2023-03-01") == 0
+        assert out.read_bytes()[:8] == {"png": b"\x89PNG\r\n\x1a\n", "svg": b"<?xml ve", "pdf": b"%PDF-1.4"}[fmt]
+    assert Image.open(tmp_path / "map.png").size == paper.pixels((210.0, 148.0), 72)
+    assert "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.pdf", "map.png", "map.svg"]
+
+
+def test_cli_batch_each_unit_and_each_date(run_cli, tmp_path, atlas):
+    assert run_cli("--out", str(tmp_path / "units"), "--each", "wilayah", "--format", "png",
+                   "--datetime", "2023-03-01", "--dpi", "50", "--size", "A5") == 0
+    units = {f["properties"]["unit"] for f in atlas.features("wilayahs", "2023-03-01")}
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == sorted(f"{u}.png" for u in units)
+    assert run_cli("--out", str(tmp_path / "series" / "kp.png"), "--focus", "Khyber Pakhtunkhwa",
+                   "--datetime", "2023-03-01,2023-07-01", "--dpi", "50", "--size", "A5") == 0
+    assert sorted(p.name for p in (tmp_path / "series").iterdir()) == ["kp-2023-03-01.png", "kp-2023-07-01.png"]
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["--layers", "wilayahs,roads"], "'wilayahs,roads'"),
+    (["--bbox", "70,30,71"], "'70,30,71'"),
+    (["--dpi", "1200"], "'1200'"),
+    (["--size", "B7"], "'B7'"),
+    (["--focus", "Atlantis"], "'Atlantis'"),
+    (["--datetime", "yesterday"], "'yesterday'"),
+])
+def test_cli_bad_values_exit_2_naming_the_value(run_cli, tmp_path, capsys, argv, named):
+    out = tmp_path / "map.png"
+    assert run_cli("--out", str(out), *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err and "is invalid" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_unwritable_path_leaves_nothing(run_cli, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    assert run_cli("--out", str(blocker / "map.pdf"), "--dpi", "50") == 2
+    assert "cannot be written" in capsys.readouterr().err
+    assert run_cli("--out", str(tmp_path / "map.tiff")) == 2
+    err = capsys.readouterr().err
+    assert "map.tiff" in err and ".png, .svg, .pdf" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
+
+
+def test_failed_write_leaves_no_partial_file(atlas, tmp_path, monkeypatch):
+    def refuse(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(export.atomic.os, "replace", refuse)
+    with pytest.raises(OSError):
+        export.write(atlas, export.parse_options(atlas, dpi="50", size="A5"), tmp_path / "map.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_console_script(built, data_root, tmp_path):
+    """The real command: loads the build itself, writes a PDF; a bad value is one line on stderr, exit 2."""
+    def ttp_atlas(*argv):
+        return subprocess.run(["ttp-atlas", "export", "--build", str(built), "--data", str(data_root), *argv],
+                              check=False, capture_output=True, text=True, timeout=120)
+    done = ttp_atlas("--out", str(tmp_path / "kp.pdf"), "--focus", "Khyber Pakhtunkhwa", "--size", "A5")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "kp.pdf").read_bytes().startswith(b"%PDF")
+    done = ttp_atlas("--out", str(tmp_path / "map.pdf"), "--dpi", "5000")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "ttp-atlas export: error: --dpi '5000' is invalid: an integer from 50 to 600"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kp.pdf"]
