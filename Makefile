@@ -16,7 +16,7 @@ test: install system-deps data
 
 install: $(STAMP)/install
 $(STAMP)/install: pyproject.toml
-	$(PYTHON) -m pip install -q -e '.[test]'
+	$(PYTHON) -m pip install -q -e ".[test]"
 	@mkdir -p $(STAMP) && touch $@
 
 # Debian packages the tests and benchmarks use (headless browser, PDF rasteriser, nginx, wrk).
@@ -39,6 +39,7 @@ serve: install
 	ttp-atlas serve --data "$(TTP_ATLAS_DATA)" --out "$(TTP_ATLAS_BUILD)"
 
 bench: install system-deps build
+	$(PYTHON) -m pip install -q -e ".[test,bench]"
 	$(PYTHON) -m bench --out bench-results.md
 
 clean:

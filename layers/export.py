@@ -16,6 +16,7 @@ import io
 import itertools
 import math
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -669,11 +670,15 @@ def to_bytes(rendered: Rendered, fmt: str, dpi: int) -> bytes:
     return buffer.getvalue()
 
 
+# rcParams are process-global: threads of one server worker must not render with each other's settings.
+_RC_LOCK = threading.Lock()
+
+
 def export(atlas, options: Options, fmt: str) -> bytes:
     """One map as PNG, SVG or PDF bytes."""
-    with matplotlib.rc_context(RC):
+    with _RC_LOCK, matplotlib.rc_context(RC):
         rendered = render(atlas, options)
-    return to_bytes(rendered, fmt, options.dpi)
+        return to_bytes(rendered, fmt, options.dpi)
 
 
 def write(atlas, options: Options, path: Path) -> int:

@@ -1,0 +1,169 @@
+"""The tile service on the real server (gunicorn) and ``ttp-atlas tiles`` archives read by pmtiles and GDAL."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import subprocess
+import sys
+
+import mapbox_vector_tile
+import mercantile
+import pyogrio
+import pytest
+import requests
+from PIL import Image
+from pmtiles.reader import MmapSource, Reader
+
+from layers import catalogue
+from tests.conftest import start_server, stop_server
+
+MVT = "application/vnd.mapbox-vector-tile"
+PESHAWAR = mercantile.tile(71.55, 34.0, 7)
+SEA = mercantile.tile(66.6, 24.4, 10)  # off Karachi: inside the bounds, no wilayah
+
+
+def url_of(server, tileset, tile, suffix=".mvt"):
+    return f"{server}/tiles/{tileset}/{tile.z}/{tile.x}/{tile.y}{suffix}"
+
+
+def test_mvt_tile_headers_gzip_and_304(server):
+    response = requests.get(url_of(server, "atlas", PESHAWAR), headers={"Accept-Encoding": "gzip"}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == MVT
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Cache-Control"].startswith("public, max-age=")
+    decoded = mapbox_vector_tile.decode(response.content)  # requests has already gunzipped it
+    assert "Peshawar" in {f["properties"]["name"] for f in decoded["wilayahs"]["features"]}
+    again = requests.get(url_of(server, "atlas", PESHAWAR), headers={"If-None-Match": response.headers["ETag"]},
+                         timeout=30)
+    assert again.status_code == 304 and not again.content
+
+
+def test_datetime_changes_the_tile(server):
+    early = requests.get(url_of(server, "wilayahs", mercantile.Tile(0, 0, 0)), params={"datetime": "2023-03-01"}, timeout=30)
+    later = requests.get(url_of(server, "wilayahs", mercantile.Tile(0, 0, 0)), params={"datetime": "2023-07-01"}, timeout=30)
+    count = lambda r: len(mapbox_vector_tile.decode(r.content)["wilayahs"]["features"])
+    assert (count(early), count(later)) == (9, 15)
+
+
+@pytest.mark.parametrize("suffix, size", [(".png", 256), ("@2x.png", 512)])
+def test_png_tiles(server, suffix, size):
+    response = requests.get(url_of(server, "atlas", PESHAWAR, suffix), timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    assert "ETag" in response.headers
+    with Image.open(io.BytesIO(response.content)) as image:
+        assert image.size == (size, size)
+
+
+def test_empty_tile_is_204(server):
+    response = requests.get(url_of(server, "wilayahs", SEA), timeout=30)
+    assert response.status_code == 204 and not response.content
+
+
+@pytest.mark.parametrize("path, status, parameter", [
+    ("/tiles/atlas/a/0/0.mvt", 400, "z"),
+    ("/tiles/atlas/3/x/0.mvt", 400, "x"),
+    ("/tiles/atlas/3/0/-1.mvt", 400, "y"),
+    ("/tiles/atlas/2/4/0.mvt", 400, "x"),
+    ("/tiles/atlas/2/0/9.png", 400, "y"),
+    ("/tiles/atlas/15/0/0.mvt", 404, None),
+    ("/tiles/atlas/2/0/0.mvt", 404, None),  # the Americas: outside the bounds
+    ("/tiles/nowhere/0/0/0.mvt", 404, None),
+    ("/tiles/atlas/0/0/0.jpg", 404, None),
+    ("/tiles/nowhere.json", 404, None),
+    ("/tiles/atlas/0/0/0.mvt?datetime=soon", 400, "datetime"),
+    ("/tiles/atlas/0/0/0.mvt?zoom=3", 400, "zoom"),
+])
+def test_errors_are_problem_documents(server, path, status, parameter):
+    response = requests.get(server + path, timeout=30)
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status and problem["detail"]
+    if parameter:
+        assert problem["parameter"] == parameter
+
+
+def test_tilejson_document(server):
+    doc = requests.get(f"{server}/tiles/atlas.json", params={"datetime": "2023-07-01"}, timeout=30).json()
+    assert doc["tilejson"] == "3.0.0"
+    assert doc["tiles"] == [f"{server}/tiles/atlas/{{z}}/{{x}}/{{y}}.mvt?datetime=2023-07-01"]
+    assert (doc["minzoom"], doc["maxzoom"]) == (0, 14) and len(doc["bounds"]) == 4 and len(doc["center"]) == 3
+    assert [layer["id"] for layer in doc["vector_layers"]] == list(catalogue.LAYER_IDS)
+    assert "OCHA" in doc["attribution"] and catalogue.CAVEAT in doc["description"]
+    single = requests.get(f"{server}/tiles/districts.json", timeout=30).json()
+    assert [layer["id"] for layer in single["vector_layers"]] == ["districts"]
+    assert catalogue.CAVEAT not in single["description"]
+
+
+# --- the CLI and archives ----------------------------------------------------------------------
+
+def cli(*args) -> subprocess.CompletedProcess:
+    # the console script's way in (``-m server.cli`` would load a second copy of server.cli)
+    entry = "import sys; from server.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", entry, "tiles", *map(str, args)],
+                          check=False, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def archives(built, data_root, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiles")
+    for name in ("atlas.pmtiles", "atlas.mbtiles"):
+        done = cli("--build", built, "--data", data_root, "--out", folder / name, "--maxzoom", 5,
+                   "--datetime", "2023-07-01")
+        assert done.returncode == 0, done.stderr
+        assert f"to {folder / name}" in done.stdout
+    return folder
+
+
+def test_pmtiles_readable_by_pmtiles_library(archives):
+    with open(archives / "atlas.pmtiles", "rb") as handle:
+        reader = Reader(MmapSource(handle))
+        header, meta = reader.header(), reader.metadata()
+        tile = mercantile.tile(71.55, 34.0, 5)
+        data = gzip.decompress(reader.get(5, tile.x, tile.y))
+    assert (header["min_zoom"], header["max_zoom"]) == (0, 5)
+    assert [v["id"] for v in meta["vector_layers"]] == list(catalogue.LAYER_IDS)
+    wilayahs = mapbox_vector_tile.decode(data)["wilayahs"]["features"]
+    assert "Peshawar" in {f["properties"]["name"] for f in wilayahs}
+
+
+@pytest.mark.parametrize("name", ["atlas.pmtiles", "atlas.mbtiles"])
+def test_archives_readable_by_gdal(archives, name):
+    path = archives / name
+    layers = {row[0] for row in pyogrio.list_layers(path)}
+    assert {"provinces", "wilayahs", "districts"} <= layers
+    frame = pyogrio.read_dataframe(path, layer="wilayahs", columns=["name", "zone", "confidence"])
+    # GDAL reads the maxzoom tiles: every unit valid on 2023-07-01 appears (split at tile edges)
+    assert {"Peshawar", "Bannu", "Zhob"} <= set(frame["name"])
+    assert set(frame["zone"].dropna()) <= {"north", "south"}
+    assert frame.geometry.is_valid.all()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "x.zip"], ".pmtiles or .mbtiles"),
+    (["--out", "x.pmtiles", "--tileset", "roads"], "--tileset 'roads'"),
+    (["--out", "x.pmtiles", "--minzoom", "6", "--maxzoom", "2"], "zoom range 6-2"),
+    (["--out", "x.pmtiles", "--datetime", "later"], "datetime 'later'"),
+])
+def test_cli_refuses_bad_values_in_one_line(built, tmp_path, args, message):
+    args = [a if not a.startswith("x.") else tmp_path / a for a in args]
+    done = cli("--build", built, *args)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_server_serves_tiles_from_the_archive(archives, built, data_root):
+    process, url = start_server(built, data_root, workers=1,
+                                env={"TTP_ATLAS_TILES_ARCHIVE": str(archives / "atlas.pmtiles")})
+    try:
+        tile = mercantile.tile(71.55, 34.0, 5)
+        with open(archives / "atlas.pmtiles", "rb") as handle:
+            stored = gzip.decompress(Reader(MmapSource(handle)).get(5, tile.x, tile.y))
+        served = requests.get(url_of(url, "atlas", tile), timeout=30)
+        assert served.status_code == 200 and served.content == stored
+        assert requests.get(url_of(url, "atlas", mercantile.tile(66.6, 24.4, 5)), timeout=30).status_code in (200, 204)
+        assert requests.get(f"{url}/tiles/atlas/2/0/0.mvt", timeout=30).status_code == 404
+    finally:
+        stop_server(process)

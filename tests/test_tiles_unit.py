@@ -1,0 +1,244 @@
+"""Tiles without HTTP: MVT content and geometry quality, PNG colours, TileJSON, archives (geo.tiles, layers.tiles)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+
+import mapbox_vector_tile
+import mercantile
+import numpy as np
+import pytest
+import shapely
+from PIL import Image
+from pmtiles.reader import MmapSource, Reader
+
+from geo import tiles as geotiles
+from layers import catalogue, style
+from layers import tiles as layer_tiles
+from layers.wilayahs import valid_during
+
+PESHAWAR = (71.55, 34.0)  # Peshawar city
+OFF_KARACHI = (66.6, 24.4)  # Arabian Sea, west of Karachi
+PIXEL = geotiles.EXTENT / geotiles.TILE_SIZE  # grid units per tile pixel
+
+
+@pytest.fixture(scope="module")
+def source(atlas):
+    return layer_tiles.TileSource(atlas)
+
+
+def decode(data: bytes) -> dict:
+    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True})
+
+
+def shapes(layer: dict) -> list:
+    return [shapely.geometry.shape(f["geometry"]) for f in layer["features"]]
+
+
+def at(lon: float, lat: float, z: int, scale: int = 1) -> tuple[mercantile.Tile, tuple[int, int]]:
+    """The tile holding a point and the point's pixel in it."""
+    tile = mercantile.tile(lon, lat, z)
+    west, south, east, north = geotiles.tile_bounds(tile.z, tile.x, tile.y)
+    px, py = mercantile.xy(lon, lat)
+    size = geotiles.TILE_SIZE * scale
+    return tile, (int((px - west) / (east - west) * size), int((north - py) / (north - south) * size))
+
+
+def pixel(png: bytes, xy: tuple[int, int]) -> tuple[int, int, int, int]:
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGBA").getpixel(xy)
+
+
+def peshawar_unit(atlas) -> dict:
+    return next(f["properties"] for f in atlas.features("wilayahs", "2023-07-01")
+                if any(m["name"] == "Peshawar" for m in f["properties"]["member_districts"]))
+
+
+# --- MVT content -----------------------------------------------------------------------------
+
+def test_atlas_tile_layers_follow_min_zoom(source):
+    tile, _ = at(*PESHAWAR, 7)
+    assert set(decode(source.mvt("atlas", 7, tile.x, tile.y))) == {
+        "countries", "provinces", "divisions", "districts", "tribal-districts", "wilayahs", "zones"}
+    tile8, _ = at(*PESHAWAR, 8)
+    assert "tehsils" in decode(source.mvt("atlas", 8, tile8.x, tile8.y))
+
+
+def test_wilayah_properties_in_tile(source, atlas):
+    tile, _ = at(*PESHAWAR, 6)
+    layer = decode(source.mvt("wilayahs", 6, tile.x, tile.y, ("2023-07-01", "2023-07-01")))["wilayahs"]
+    by_id = {f["properties"]["id"]: f["properties"] for f in layer["features"]}
+    unit = peshawar_unit(atlas)
+    assert by_id[unit["id"]] == {"id": unit["id"], "unit": "peshawar", "name": "Peshawar", "zone": "north",
+                                  "part": "core", "valid_from": unit["valid_from"], "status": "claimed",
+                                  "confidence": unit["confidence"], "basis": unit["basis"],
+                                  "caveat": catalogue.CAVEAT}
+    assert layer["extent"] == geotiles.EXTENT
+
+
+@pytest.mark.parametrize("when, count", [("2023-03-01", 9), ("2023-07-01", 15)])
+def test_datetime_selects_the_period(source, when, count):
+    layer = decode(source.mvt("atlas", 0, 0, 0, layer_tiles.parse_datetime(when)))["wilayahs"]
+    assert len(layer["features"]) == count
+
+
+@pytest.mark.parametrize("layer_id, z", [("districts", 6), ("tehsils", 9), ("provinces", 4), ("wilayahs", 7)])
+def test_features_in_tile_are_those_intersecting_it(source, atlas, layer_id, z):
+    tile, _ = at(71.0, 31.5, z)
+    decoded = {f["properties"]["id"] for f in decode(source.mvt(layer_id, z, tile.x, tile.y))[layer_id]["features"]}
+    geoms = atlas.generalised(layer_id, z)
+    ids = np.array([f["id"] for f in atlas.features(layer_id)])
+    current = np.array([valid_during(f["properties"], *layer_tiles.parse_datetime(None))
+                        for f in atlas.features(layer_id)])
+    west, south, east, north = mercantile.bounds(tile)
+    pad = (east - west) * 2 * geotiles.BUFFER / geotiles.EXTENT
+    inner = shapely.box(west + pad, south + pad, east - pad, north - pad)
+    outer = shapely.box(west - pad, south - pad, east + pad, north + pad)
+    assert set(ids[shapely.intersects(geoms, inner) & current]) <= decoded
+    assert decoded <= set(ids[shapely.intersects(geoms, outer) & current])
+    assert len(decoded) >= 1
+
+
+def _richest_tile(atlas, z: int):
+    """The tile near central Punjab/KP with most districts (covered by them if any such tile exists)."""
+    districts = atlas.generalised("districts", z)
+    coverage = shapely.union_all(districts)
+    candidates = list(mercantile.tiles(70.5, 30.0, 73.0, 32.0, z))[:400]
+    scored = []
+    for tile in candidates:
+        box = shapely.box(*mercantile.bounds(tile))
+        scored.append((coverage.covers(box), int(shapely.intersects(districts, box).sum()), tile))
+    return max(scored, key=lambda s: (s[0], s[1]))
+
+
+@pytest.mark.parametrize("z", [5, 8, 11, 14])
+def test_district_tiles_have_no_gaps_or_overlaps_and_stay_valid(source, atlas, z):
+    covered, count, tile = _richest_tile(atlas, z)
+    polygons = shapes(decode(source.mvt("districts", z, tile.x, tile.y))["districts"])
+    assert len(polygons) >= count >= 2  # the buffer may bring in a neighbour
+    assert all(p.is_valid and p.area > 0 for p in polygons)
+    tree = shapely.STRtree(polygons)
+    left, right = tree.query(polygons, predicate="intersects")
+    pairs = left < right
+    overlaps = shapely.union_all(shapely.intersection(np.take(polygons, left[pairs]), np.take(polygons, right[pairs])))
+    union = shapely.union_all(polygons)
+    holes = [shapely.Polygon(r) for p in shapely.get_parts(union) for r in p.interiors]
+    gaps = shapely.union_all(holes + (
+        [shapely.box(0, 0, geotiles.EXTENT, geotiles.EXTENT).difference(union)] if covered else []))
+    # nothing wider than one tile pixel survives shrinking by half a pixel on each side
+    assert shapely.buffer(overlaps, -PIXEL / 2).is_empty
+    assert shapely.buffer(gaps, -PIXEL / 2).is_empty
+
+
+def test_polygon_commands_round_trip():
+    square = shapely.Polygon([(0, 0), (0, 10), (10, 10), (10, 0)], [[(2, 2), (4, 2), (4, 4), (2, 4)]])
+    data = geotiles.encode([("x", np.array([shapely.orient_polygons(square)]), [{"n": 1, "skip": None}])])
+    feature = decode(data)["x"]["features"][0]
+    assert feature["properties"] == {"n": 1}
+    assert shapely.geometry.shape(feature["geometry"]).equals(square)
+
+
+# --- PNG -------------------------------------------------------------------------------------
+
+def test_png_over_peshawar_shows_its_zone_colour(source, atlas):
+    unit = peshawar_unit(atlas)
+    look = style.wilayah_style(unit["zone"], unit["confidence"])
+    zone, land = np.array(style.hex_to_rgb(look["fill"])), np.array(style.hex_to_rgb(style.LAND))
+    tile, xy = at(*PESHAWAR, 7)
+    overlay = pixel(source.png("wilayahs", 7, tile.x, tile.y), xy)
+    assert np.abs(np.array(overlay[:3]) - zone).max() <= 3
+    assert abs(overlay[3] - look["fill_opacity"] * 255) <= 2
+    basemap = np.array(pixel(source.png("atlas", 7, tile.x, tile.y), xy)[:3])
+    expected = land * (1 - look["fill_opacity"]) + zone * look["fill_opacity"]
+    assert np.abs(basemap - expected).max() <= 4, (basemap, expected)
+    assert np.abs(basemap - land).max() >= 30  # visibly tinted, not bare land
+
+
+def test_png_over_the_sea_off_karachi_has_no_wilayah_colour(source):
+    tile, xy = at(*OFF_KARACHI, 9)
+    overlay = np.asarray(Image.open(io.BytesIO(source.png("wilayahs", 9, tile.x, tile.y))).convert("RGBA"))
+    assert overlay[..., 3].max() == 0
+    assert pixel(source.png("atlas", 9, tile.x, tile.y), xy)[:3] == style.hex_to_rgb(style.BACKGROUND)
+
+
+def test_png_at_2x_is_512_pixels(source):
+    tile, _ = at(*PESHAWAR, 6)
+    with Image.open(io.BytesIO(source.png("atlas", 6, tile.x, tile.y, scale=2))) as image:
+        assert image.size == (512, 512)
+
+
+# --- requests that are refused ----------------------------------------------------------------
+
+@pytest.mark.parametrize("tileset, z, x, y", [("atlas", 15, 0, 0), ("atlas", 2, 0, 0), ("nope", 0, 0, 0),
+                                               ("atlas", 1, 2, 0)])
+def test_tiles_outside_are_refused(source, tileset, z, x, y):
+    with pytest.raises(layer_tiles.TileOutside):
+        source.mvt(tileset, z, x, y)
+
+
+def test_empty_tile_inside_bounds_is_empty(source):
+    tile, _ = at(*OFF_KARACHI, 10)
+    assert source.mvt("wilayahs", 10, tile.x, tile.y) == b""
+
+
+@pytest.mark.parametrize("raw, period", [(None, None), ("2023-07-01", ("2023-07-01", "2023-07-01")),
+                                         ("2023-07-01T12:00:00Z", ("2023-07-01", "2023-07-01")),
+                                         ("2023-01-01/..", ("2023-01-01", None)), ("../2023-01-01", (None, "2023-01-01"))])
+def test_parse_datetime(raw, period):
+    import datetime as dt
+    today = dt.date(2024, 5, 1)
+    assert layer_tiles.parse_datetime(raw, today) == (period or ("2024-05-01", "2024-05-01"))
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "2023-13-01", "2023-05-01/2023-01-01", "a/b/c", ".."])
+def test_parse_datetime_refuses(raw):
+    with pytest.raises(layer_tiles.TileError, match="datetime"):
+        layer_tiles.parse_datetime(raw)
+
+
+# --- TileJSON and archives ---------------------------------------------------------------------
+
+def test_tilejson(source, atlas):
+    doc = source.tilejson("atlas", "http://x/tiles/atlas/{z}/{x}/{y}.mvt")
+    assert doc["tilejson"] == "3.0.0" and doc["tiles"] == ["http://x/tiles/atlas/{z}/{x}/{y}.mvt"]
+    assert (doc["minzoom"], doc["maxzoom"]) == (0, 14)
+    west, south, east, north = doc["bounds"]
+    assert 60 < west < 62 and 23 < south < 24.5 and 77 < east < 78.5 and 36.5 < north < 37.5
+    assert west < doc["center"][0] < east and south < doc["center"][1] < north
+    layers = {v["id"]: v for v in doc["vector_layers"]}
+    assert list(layers) == list(catalogue.LAYER_IDS)
+    assert layers["tehsils"]["minzoom"] == 8 and "zone" in layers["wilayahs"]["fields"]
+    assert catalogue.CAVEAT in doc["description"]
+    assert all(line in doc["attribution"] for line in atlas.attribution())
+
+
+@pytest.mark.parametrize("suffix", [".pmtiles", ".mbtiles"])
+def test_archive_round_trip(source, tmp_path, suffix):
+    path = tmp_path / f"atlas{suffix}"
+    info = layer_tiles.write_archive(source, path, "atlas", 0, 4)
+    assert info["tiles"] >= 5 and path.is_file()
+    assert not list(tmp_path.glob(".*"))  # the staging file is gone
+    archive = layer_tiles.Archive(path)
+    assert (archive.tileset, archive.minzoom, archive.maxzoom) == ("atlas", 0, 4)
+    tile, _ = at(*PESHAWAR, 4)
+    assert archive.get(4, tile.x, tile.y) == source.mvt("atlas", 4, tile.x, tile.y)
+    assert archive.get(4, 0, 0) == b""
+    if suffix == ".pmtiles":
+        with open(path, "rb") as handle:
+            reader = Reader(MmapSource(handle))
+            assert reader.header()["max_zoom"] == 4
+            assert [v["id"] for v in reader.metadata()["vector_layers"]] == list(catalogue.LAYER_IDS)
+    else:
+        with sqlite3.connect(path) as db:
+            meta = dict(db.execute("SELECT name, value FROM metadata"))
+        assert meta["format"] == "pbf" and json.loads(meta["json"])["vector_layers"]
+
+
+def test_archive_refuses_bad_range_and_leaves_nothing(source, tmp_path):
+    with pytest.raises(layer_tiles.TileError, match="zoom range"):
+        layer_tiles.write_archive(source, tmp_path / "x.pmtiles", "atlas", 5, 3)
+    with pytest.raises(layer_tiles.TileError, match=".pmtiles or .mbtiles"):
+        layer_tiles.write_archive(source, tmp_path / "x.zip", "atlas", 0, 1)
+    assert list(tmp_path.iterdir()) == []
