@@ -24,9 +24,9 @@ USER_ERRORS = (UsageError, datasets.DataError, build.BuildError, store.BuildUnus
 
 
 def cmd_build(args) -> None:
-    info = build.build(args.data, args.out)
+    info = build.build(args.data, args.build)
     counts = ", ".join(f"{lid} {entry['features']}" for lid, entry in info["layers"].items())
-    print(f"built {info['build_id']} in {args.out}: {counts}")
+    print(f"built {info['build_id']} in {args.build}: {counts}")
 
 
 def cmd_data(args) -> None:
@@ -38,7 +38,7 @@ def cmd_data(args) -> None:
 def cmd_serve(args) -> None:
     from server import serving
 
-    serving.run(args.out, args.data, host=args.host, port=args.port, workers=args.workers)
+    serving.run(args.build, args.data, host=args.host, port=args.port, workers=args.workers)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,10 +48,13 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, default=datasets.data_dir(),
                      help=f"boundary data folder (default: ${datasets.DATA_ENV} or the user cache)")
-    common.add_argument("--out", type=Path, default=store.build_dir(),
-                     help=f"build folder (default: ${store.BUILD_ENV} or build/)")
+    common.add_argument("--build", type=Path, default=store.build_dir(),
+                        help=f"build folder to read (default: ${store.BUILD_ENV} or build/); built first if empty")
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("build", parents=[common], help="build every layer into --out").set_defaults(run=cmd_build)
+    build_command = commands.add_parser("build", parents=[common], help="build every layer into --out")
+    build_command.add_argument("--out", dest="build", type=Path, default=store.build_dir(),
+                               help=f"build folder to write (same as --build; default: ${store.BUILD_ENV} or build/)")
+    build_command.set_defaults(run=cmd_build)
     commands.add_parser("data", parents=[common], help="download and check the boundary data into --data").set_defaults(run=cmd_data)
     serve = commands.add_parser("serve", parents=[common], help="serve the layers with gunicorn (builds first if needed)")
     serve.add_argument("--host", default=os.environ.get("TTP_ATLAS_HOST", "127.0.0.1"))

@@ -126,14 +126,12 @@ def cmd_export(args) -> None:
 def add_commands(subparsers, common) -> None:
     """``ttp-atlas export``: here ``--out`` is the map file (or folder); the build folder is ``--build``."""
     command = subparsers.add_parser(
-        "export", parents=[common], conflict_handler="resolve", help="write print-ready maps (PNG, SVG, PDF)",
+        "export", parents=[common], help="write print-ready maps (PNG, SVG, PDF)",
         description="Write a finished map (title, legend, scale bar, north arrow, locator, credits) as PNG, "
                     "SVG or PDF; the format comes from the --out extension.")
     command.add_argument("--out", required=True, type=Path,
                          help="map file (.png, .svg, .pdf); with --each or several dates, a folder (or a "
                               "file name that each map's name is derived from)")
-    command.add_argument("--build", type=Path, default=store.build_dir(),
-                         help=f"build folder (default: ${store.BUILD_ENV} or build/)")
     command.add_argument("--layers", help=f"comma-separated layer ids (default: {','.join(export.DEFAULT_LAYERS)})")
     command.add_argument("--datetime", action="append",
                          help="as-of date (default: the newest claimed structure); repeat or comma-separate "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, current_app
 
-from geo import atomic, datasets
+from geo import atomic
 from layers import catalogue, store, webmap
 from server.http import bad_parameter, base_url, etag_of, not_found, params, respond
 
@@ -97,8 +97,8 @@ def cmd_map(args) -> None:
 
 
 def add_commands(subparsers, common) -> None:
-    """``ttp-atlas map --out FILE.html``: its ``--out`` is the file, so the build folder is ``--build``."""
-    cmd = subparsers.add_parser("map", help="write the web map as one self-contained HTML file",
+    """``ttp-atlas map --out FILE.html``: one self-contained HTML file."""
+    cmd = subparsers.add_parser("map", parents=[common], help="write the web map as one self-contained HTML file",
                                 description="Write the web map as one HTML file that opens from disk "
                                             "with no network (Leaflet inlined).")
     cmd.add_argument("--out", type=Path, required=True, help="HTML file to write (atomically)")
@@ -106,8 +106,4 @@ def add_commands(subparsers, common) -> None:
                      help="date of the claimed structure to show (ISO date; default: today)")
     cmd.add_argument("--layer", action="append", choices=catalogue.LAYER_IDS,
                      help="a layer to show (repeat for several; default: every layer)")
-    cmd.add_argument("--build", type=Path, default=store.build_dir(),
-                     help=f"build folder (default: ${store.BUILD_ENV} or build/)")
-    cmd.add_argument("--data", type=Path, default=datasets.data_dir(),
-                     help=f"boundary data folder, to build first if --build holds none (default: ${datasets.DATA_ENV})")
     cmd.set_defaults(run=cmd_map)

@@ -136,11 +136,9 @@ def cmd_tiles(args) -> None:
 
 def add_commands(subparsers, common) -> None:
     """``ttp-atlas tiles --out FILE.pmtiles|.mbtiles``: here ``--out`` is the archive, ``--build`` the build."""
-    command = subparsers.add_parser("tiles", parents=[common], conflict_handler="resolve",
+    command = subparsers.add_parser("tiles", parents=[common],
                                     help="write the MVT pyramid to a PMTiles or MBTiles archive")
     command.add_argument("--out", type=Path, required=True, help="archive to write: FILE.pmtiles or FILE.mbtiles")
-    command.add_argument("--build", type=Path, default=store.build_dir(),
-                         help=f"build folder (default: ${store.BUILD_ENV} or build/)")
     command.add_argument("--tileset", default=layer_tiles.ATLAS, help=f"one of {', '.join(layer_tiles.TILESETS)}")
     command.add_argument("--minzoom", type=int, default=layer_tiles.MIN_ZOOM)
     command.add_argument("--maxzoom", type=int, default=layer_tiles.MAX_ZOOM)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -136,9 +138,9 @@ def _devtools_url(profile: Path, process: subprocess.Popen, timeout: float = 20)
 @contextlib.contextmanager
 def open_page(url: str, size: tuple[int, int] = (1280, 800), timeout: float = 30):
     """A fresh headless Chromium (own profile) with one tab that has loaded ``url``."""
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             ws = websocket.create_connection(_devtools_url(Path(profile), process), timeout=timeout,
                                              suppress_origin=True)
@@ -146,12 +148,12 @@ def open_page(url: str, size: tuple[int, int] = (1280, 800), timeout: float = 30
                 yield _load(ws, url, size, timeout)
             finally:
                 ws.close()
-        finally:
-            process.terminate()
+        finally:  # the whole group: renderer and helper processes too, so none writes to the profile later
+            os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
 

@@ -54,7 +54,7 @@ def start_server(build_dir: Path, data_root: Path, workers: int = 2, env: dict |
     """Start ``ttp-atlas serve`` (gunicorn) on a free loopback port; return (process, base URL)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--out", str(build_dir), "--data", str(data_root),
+        [sys.executable, "-m", "server", "serve", "--build", str(build_dir), "--data", str(data_root),
          "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"

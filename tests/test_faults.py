@@ -18,7 +18,7 @@ from tests.conftest import free_port, start_server, stop_server, worker_pids
 
 
 def serve_command(build_dir, data_root, port):
-    return [sys.executable, "-m", "server", "serve", "--out", str(build_dir), "--data", str(data_root),
+    return [sys.executable, "-m", "server", "serve", "--build", str(build_dir), "--data", str(data_root),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
 
 
