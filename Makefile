@@ -36,7 +36,7 @@ build: install
 	ttp-atlas build --data "$(TTP_ATLAS_DATA)" --out "$(TTP_ATLAS_BUILD)"
 
 serve: install
-	ttp-atlas serve --data "$(TTP_ATLAS_DATA)" --out "$(TTP_ATLAS_BUILD)"
+	ttp-atlas serve --data "$(TTP_ATLAS_DATA)" --build "$(TTP_ATLAS_BUILD)"
 
 bench: install system-deps build
 	$(PYTHON) -m pip install -q -e ".[test,bench]"

@@ -284,17 +284,18 @@ def layer_bytes(layer_id: str, features: list[dict]) -> bytes:
     return geojson.dumps(collection)
 
 
-def _flat(value):
-    """GeoPackage and Shapefile columns hold scalars: nested values become JSON text."""
-    return json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else value
+def flat_frame(properties: list[dict], geometries) -> gpd.GeoDataFrame:
+    """A GeoDataFrame for table formats (GeoPackage, Shapefile, ...), whose columns hold scalars:
+    nested values (sources, member districts) become JSON text."""
+    rows = [{k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in p.items()}
+            for p in properties]
+    return gpd.GeoDataFrame(rows, geometry=list(geometries), crs="EPSG:4326")
 
 
 def write_geopackage(path: Path, layers: dict[str, list[dict]]) -> None:
     with gdal_config(OGR_CURRENT_DATE=FIXED_DATE):
         for layer_id, features in layers.items():
-            frame = gpd.GeoDataFrame(
-                [{k: _flat(v) for k, v in f["properties"].items()} for f in features],
-                geometry=[f["geometry"] for f in features], crs="EPSG:4326")
+            frame = flat_frame([f["properties"] for f in features], [f["geometry"] for f in features])
             pyogrio.write_dataframe(frame, path, layer=layer_id, driver="GPKG", promote_to_multi=True,
                                     layer_options={"IDENTIFIER": catalogue.layer(layer_id).title,
                                                    "DESCRIPTION": catalogue.layer(layer_id).description})

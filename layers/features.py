@@ -20,6 +20,8 @@ from layers import catalogue, store, wilayahs
 
 ENUM_MAX = 40  # a queryable with at most this many distinct values is checked against them
 PROSE = frozenset({"id", "source", "licence", "attribution", "caveat", "notes"})
+DOMAINS = {"zone": tuple(z for z in wilayahs.ZONES if z), "part": wilayahs.PARTS,  # the data contract's
+           "confidence": wilayahs.CONFIDENCES, "basis": wilayahs.BASES}  # values, present or not
 PLURALS = {"province": "provinces", "division": "divisions", "wilayah": "wilayahs"}  # list members
 OPEN = ".."
 
@@ -67,7 +69,7 @@ def _queryables(features: list[dict]) -> dict[str, Queryable]:
         members = [m for v in values for m in (v if many else [v])]
         if not all(m is None or isinstance(m, str) for m in members):
             continue
-        distinct = sorted({m for m in members if m is not None})
+        distinct = sorted({m for m in members if m is not None} | set(DOMAINS.get(key, ())))
         name = next((single for single, plural in PLURALS.items() if plural == key and single not in keys), key)
         found[name] = Queryable(name, key, many, tuple(distinct) if len(distinct) <= ENUM_MAX else None)
     return found
