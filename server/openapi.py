@@ -217,7 +217,8 @@ def download_paths(ctx: ApiContext) -> dict:
         "The whole layer as a file (licence, credits and caveat inside)", "Data",
         [collection_param(), param("format", "path", {"type": "string", "enum": list(FORMATS)},
                                    "; ".join(f"{k}: {f.title}" for k, f in FORMATS.items()))],
-        content({"type": "string", "format": "binary"}, *mimetypes), op_id="download")}}
+        {m: {"schema": {"type": "object"} if m.endswith("json") else {"type": "string", "format": "binary"}}
+         for m in mimetypes}, op_id="download")}}
 
 
 PATH_GROUPS: tuple[Callable[[ApiContext], dict], ...] = (app_paths, core_paths, items_paths, download_paths)
