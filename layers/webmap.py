@@ -38,8 +38,13 @@ VIEW_ZOOM = 6  # the zoom a Pakistan-wide page opens at: geometry is simplified 
 DRAW_ORDER = ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "wilayahs",
               "zones")
 HIDDEN_AT_START = frozenset({"divisions", "zones"})  # in the layer control, unticked
+# Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
+BASEMAP_LAYERS = ("countries", "provinces", "districts")
+BASEMAP_NAME = "Atlas basemap"
 PERIOD_LINKS = ("2022-12-31", "2023-06-30", "2025-12-25")  # the reported structures
 ZONE_KEYS = {None: "none", "north": "north", "south": "south"}
+# One day, as an ISO date or an RFC 3339 date-time (whose date is the day shown).
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
 
 
 class MapError(ValueError):
@@ -53,8 +58,9 @@ class View:
     as_of: str
     layer_ids: tuple[str, ...] = catalogue.LAYER_IDS
     embed: bool = False
-    basemap_url: str = ""
+    basemap_url: str = ""  # an online XYZ basemap, only when the operator configures one
     date_links: bool = True  # off in a saved file, which has no server to switch dates
+    tiles_base: str = ""  # URL prefix of the service's raster tiles; "" (a saved file): a plain background
 
 
 # --- assets ------------------------------------------------------------------------------------
@@ -71,13 +77,25 @@ def vendor_file(path: str) -> Path:
     return found
 
 
+def vendor_files() -> list[str]:
+    """Every asset path ``package/file`` the service can serve, sorted."""
+    found = []
+    for package, module in VENDOR.items():
+        root = Path(module.BASE_DIR)
+        found += [f"{package}/{path.relative_to(root).as_posix()}" for path in root.rglob("*") if path.is_file()]
+    return sorted(found)
+
+
+def asset_mimetype(path: str) -> str:
+    return mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
 def vendor_version(package: str) -> str:
     return VENDOR[package].VERSION
 
 
 def _data_uri(path: Path) -> str:
-    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return f"data:{mimetype};base64,{base64.b64encode(path.read_bytes()).decode()}"
+    return f"data:{asset_mimetype(path.name)};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
 def inline_css(path: str) -> str:
@@ -318,12 +336,47 @@ def _pakistan_bounds(atlas) -> list[list[float]]:
     return [[float(miny), float(minx)], [float(maxy), float(maxx)]]
 
 
+def layers_drawn(view: View) -> tuple[list[str], list[str]]:
+    """(vector layers, basemap tile layers) of a view, in drawing order.
+
+    With the service's tiles, the land (countries) comes from them on a page of several layers, and
+    provinces and districts too unless the page draws them as vectors (no context drawn twice). A
+    page of countries alone draws them as vectors, whose opaque land would hide any tile under it.
+    A saved file has no tiles: every layer is a vector on the plain background.
+    """
+    shown = [lid for lid in DRAW_ORDER if lid in view.layer_ids]
+    if not view.tiles_base:
+        return shown, []
+    if len(shown) > 1:
+        shown = [lid for lid in shown if lid != "countries"]
+    if "countries" in shown:
+        return shown, []
+    return shown, [lid for lid in BASEMAP_LAYERS if lid not in shown]
+
+
+def add_basemaps(fmap: folium.Map, atlas, view: View, tiled: list[str]) -> None:
+    """The base layers: the service's raster tiles of ``tiled`` and, when configured, the online basemap
+    (shown first then). Tiles are asked for inside the tiles' bounds only (outside them is a 404)."""
+    if tiled:
+        group = folium.FeatureGroup(name=f"{BASEMAP_NAME} ({', '.join(catalogue.layer(lid).title for lid in tiled)})",
+                                    overlay=False, show=not view.basemap_url)
+        for lid in tiled:
+            folium.TileLayer(f"{view.tiles_base}/{lid}/{{z}}/{{x}}/{{y}}{{r}}.png", attr="Basemap: ttp-atlas tiles",
+                             min_zoom=0, max_zoom=14, max_native_zoom=14, control=False,
+                             bounds=_pakistan_bounds(atlas), className=f"atlas-basemap-{lid}").add_to(group)
+        group.add_to(fmap)
+    if view.basemap_url:
+        host = re.sub(r"^[a-z]+://([^/]+).*$", r"\1", view.basemap_url)
+        folium.TileLayer(view.basemap_url, attr=f"Basemap: {html.escape(host)}", name="Online basemap",
+                         overlay=False).add_to(fmap)
+
+
 def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
     check_date(view.as_of)
     for lid in view.layer_ids:
         catalogue.layer(lid)
-    shown = [lid for lid in DRAW_ORDER if lid in view.layer_ids]
+    shown, tiled = layers_drawn(view)
     fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=3, max_zoom=14,
                       zoom_start=VIEW_ZOOM, zoomSnap=0.5)
     fmap.default_js = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in SCRIPTS]
@@ -339,10 +392,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     root.header.add_child(Element('<link rel="icon" href="data:,">'), name="no_favicon")
     root.header.add_child(Element(CSS.render(background=style.BACKGROUND, min_zooms=min_zooms)), name="atlas_css")
     root.html.add_child(Element(hatch_patterns()), name="hatch_patterns")
-    if view.basemap_url:
-        host = re.sub(r"^[a-z]+://([^/]+).*$", r"\1", view.basemap_url)
-        folium.TileLayer(view.basemap_url, attr=f"Basemap: {html.escape(host)}", name="Basemap",
-                         overlay=False).add_to(fmap)
+    add_basemaps(fmap, atlas, view, tiled)
     for lid in shown:
         entry = catalogue.layer(lid)
         features = layer_features(atlas, lid, view.as_of)
@@ -359,8 +409,9 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
                                                   icon_size=(0, 0))).add_to(group)
         group.add_to(fmap)
     folium.LayerControl(collapsed=view.embed).add_to(fmap)
-    attribution = atlas.attribution(shown)
-    MapScript(attribution, legend_html(View(view.as_of, tuple(shown), view.embed), attribution), min_zooms).add_to(fmap)
+    drawn = tuple(lid for lid in DRAW_ORDER if lid in shown or lid in tiled)
+    attribution = atlas.attribution(drawn)
+    MapScript(attribution, legend_html(View(view.as_of, drawn, view.embed), attribution), min_zooms).add_to(fmap)
     if not view.embed and view.date_links:
         root.html.add_child(Element(date_nav_html(view)), name="date_nav")
     # Room for the legend (left) and the layer list (right) on a full page.
@@ -390,11 +441,10 @@ def page_html(atlas, view: View, asset_base: str | None) -> str:
 
 def check_date(value: str) -> str:
     """An ISO date (``YYYY-MM-DD``; a date-time keeps its date); MapError otherwise."""
-    day = value[:10]
+    if not re.fullmatch(DATE_PATTERN, value):
+        raise MapError(f"{value!r} is not a date: give one ISO date or RFC 3339 date-time, e.g. 2023-07-01")
     try:
-        dt.date.fromisoformat(day)
+        dt.date.fromisoformat(value[:10])
     except ValueError:
         raise MapError(f"{value!r} is not a date: give one ISO date, e.g. 2023-07-01") from None
-    if len(value) > 10 and not re.fullmatch(r"T\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)?", value[10:]):
-        raise MapError(f"{value!r} is not a date: give one ISO date or RFC 3339 date-time, e.g. 2023-07-01")
-    return day
+    return value[:10]

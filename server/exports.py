@@ -12,7 +12,8 @@ from pathlib import Path
 
 from flask import Blueprint, current_app
 
-from layers import export, store
+from layers import catalogue, export, store
+from server import openapi as oas
 from server.http import bad_parameter, not_found, params, respond
 
 blueprint = Blueprint("exports", __name__)
@@ -44,6 +45,48 @@ def export_map(fmt: str):
     body = _export(atlas.build_id, options, fmt)
     return respond(body, export.FORMATS[fmt],
                    headers={"Content-Disposition": f'inline; filename="{filename(options, fmt)}"'})
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+def _parameters() -> list[dict]:
+    text = {"type": "string", "maxLength": export.MAX_TEXT}
+    return [
+        oas.query("layers", {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(catalogue.LAYER_IDS)}},
+                  f"Layers to draw, comma-separated (default: {','.join(export.DEFAULT_LAYERS)}); countries are "
+                  "always drawn underneath.", style="form", explode=False),
+        oas.query("datetime", {"type": "string"}, "As-of date of the claimed structure: an ISO date or date-time "
+                  "(its date is used); default: the newest structure.", example="2023-07-01"),
+        oas.query("bbox", {"type": "array", "minItems": 4, "maxItems": 4,
+                           "items": {"type": "number", "minimum": -180, "maximum": 180}},
+                  f"minx,miny,maxx,maxy in lon/lat (min < max, latitudes within -90..90), at most "
+                  f"{export.MAX_BBOX_DEGREES:g} degrees across and overlapping Pakistan; not with focus.",
+                  style="form", explode=False),
+        oas.query("focus", {"type": "string"}, "A wilayah, province, division or district name to frame; not with "
+                  "bbox.", example="Peshawar"),
+        oas.query("size", {"type": "string"}, f"Paper size (default {export.DEFAULT_SIZE}): "
+                  f"{export.paper.valid_sizes()}; the PNG may have at most {export.MAX_PIXELS:,} pixels.",
+                  example="A4"),
+        oas.query("orientation", {"type": "string", "enum": list(export.paper.ORIENTATIONS)},
+                  "Default: landscape for named sizes, the sides as written for WxHmm."),
+        oas.query("dpi", {"type": "integer", "minimum": export.MIN_DPI, "maximum": export.MAX_DPI,
+                          "default": export.DEFAULT_DPI}, "Resolution."),
+        oas.query("title", text, "Map title, one line of printable characters (default: the main layer's title)."),
+        oas.query("subtitle", text, "Subtitle, one line of printable characters (default: place and as-of date).")]
+
+
+def openapi(ctx: oas.ApiContext) -> dict:
+    """``/export.png``, ``/export.svg`` and ``/export.pdf``: the same options, one path each."""
+    paths = {}
+    for fmt, mimetype in export.FORMATS.items():
+        path = oas.operation(
+            f"A print-ready map as {fmt.upper()}: legend, scale bar, north arrow, locator, credits, caveat",
+            "Export", _parameters(), oas.content({"type": "string", "format": "binary"}, mimetype),
+            "The same options and defaults as `ttp-atlas export`. " + catalogue.CAVEAT, op_id=f"export-{fmt}")
+        path["get"]["responses"]["200"]["headers"] = {"Content-Disposition": {
+            "description": "inline, with a file name ttp-atlas-DATE.FORMAT", "schema": {"type": "string"}}}
+        paths[f"/export.{fmt}"] = path
+    return {"paths": paths}
 
 
 # --- CLI -------------------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Web map pages (``/map``, ``/map/{layer}``), the Leaflet files they load, and ``ttp-atlas map``.
 
 Pages are built by ``layers.webmap`` and kept per (date, layers, embed, basemap, base URL) in the
-process; the Leaflet files are served from their registry package, so a page needs no internet.
+process; the Leaflet files are served from their registry package and the base layer is the service's
+own raster tiles, so a page needs no internet.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import mimetypes
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,11 +15,13 @@ from flask import Blueprint, current_app
 
 from geo import atomic
 from layers import catalogue, store, webmap
+from server import openapi as oas
 from server.http import bad_parameter, base_url, etag_of, not_found, params, respond
 
 blueprint = Blueprint("maps", __name__)
 
 VENDOR_PATH = "/static/vendor"
+TILES_PATH = "/tiles"  # server.tiles: the base layer is the service's own raster tiles
 PAGE_CACHE_SIZE = 64
 FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
@@ -46,10 +48,11 @@ def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
         as_of = webmap.check_date(raw_date)
     except webmap.MapError:
         raise bad_parameter("datetime", raw_date, "one ISO date (YYYY-MM-DD) or RFC 3339 date-time") from None
-    embed = args.get("embed", "0").lower()
+    embed = args.get("embed", "0")
     if embed not in FLAGS:
         raise bad_parameter("embed", args["embed"], "1 or 0 (true or false)")
-    return webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""))
+    return webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""),
+                       tiles_base=base_url() + TILES_PATH)
 
 
 def _map_page(layer_ids: tuple[str, ...]):
@@ -76,7 +79,40 @@ def vendor_asset(asset: str):
         path = webmap.vendor_file(asset)
     except webmap.MapError:
         raise not_found(f"asset {asset!r}") from None
-    return respond(path.read_bytes(), mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+    return respond(path.read_bytes(), webmap.asset_mimetype(path.name))
+
+
+# --- OpenAPI -----------------------------------------------------------------------------------
+
+def _vendor_paths() -> dict:
+    """One path per folder of assets (a path parameter holds no slash), its files listed."""
+    folders: dict[str, list[str]] = {}
+    for asset in webmap.vendor_files():
+        folder, _, name = asset.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    return {f"{VENDOR_PATH}/{folder}/{{file}}": oas.operation(
+        f"A file of {folder} (the map pages load Leaflet from here, not from a CDN)", "Map",
+        [oas.param("file", "path", {"type": "string", "enum": names}, "A file of the folder.")],
+        oas.content({"type": "string", "format": "binary"}, *sorted({webmap.asset_mimetype(n) for n in names})),
+        op_id=f"getVendor-{folder.replace('/', '-')}") for folder, names in folders.items()}
+
+
+def openapi(ctx: oas.ApiContext) -> dict:
+    parameters = [
+        oas.query("datetime", {"type": "string", "pattern": webmap.DATE_PATTERN},
+                  "The day whose claimed structure is shown: an ISO date or RFC 3339 date-time (its date is "
+                  "used); default: today.", example="2023-07-01"),
+        oas.query("embed", {"type": "string", "enum": list(FLAGS), "default": "0"},
+                  "1 or true: no page chrome (date links), legend folded, for an iframe.")]
+    page = oas.content({"type": "string"}, oas.HTML)
+    layer_id = oas.param("layerId", "path", {"type": "string", "enum": list(catalogue.LAYER_IDS)},
+                         "A layer of the catalogue.")
+    note = "An HTML page (Leaflet, served here: no request leaves the service). " + catalogue.CAVEAT
+    return {"paths": {
+        "/map": oas.operation("Web map of every layer", "Map", parameters, page, note, op_id="getMap"),
+        "/map/{layerId}": oas.operation("Web map of one layer", "Map", [layer_id, *parameters], page, note,
+                                        op_id="getLayerMap"),
+        **_vendor_paths()}}
 
 
 # --- command line ------------------------------------------------------------------------------

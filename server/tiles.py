@@ -13,11 +13,14 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlencode
 
 from flask import Blueprint, current_app
 
-from layers import store
+from layers import catalogue, store
+from layers import features as layer_features
 from layers import tiles as layer_tiles
+from server import openapi as oas
 from server.http import (
     Problem,
     bad_parameter,
@@ -30,8 +33,9 @@ from server.http import (
 )
 
 ARCHIVE_ENV = "TTP_ATLAS_TILES_ARCHIVE"
-TILE_NAME = re.compile(r"^(?P<y>[^.@]+)(?P<suffix>\.mvt|\.png|@2x\.png)$")
+TILE_NAME = re.compile(r"^(?P<y>[^/]+?)(?P<suffix>\.mvt|@2x\.png|\.png)$")  # a bad y is a 400, not a 404
 FORMATS = {".mvt": ("mvt", 1), ".png": ("png", 1), "@2x.png": ("png", 2)}
+MAX_COORDINATE = 2 ** layer_tiles.MAX_ZOOM - 1
 
 blueprint = Blueprint("tiles", __name__)
 tile_etag = lru_cache(maxsize=layer_tiles.CACHE_SIZE)(etag_of)  # cached tiles are the same bytes objects
@@ -58,11 +62,13 @@ def _coordinate(name: str, raw: str) -> int:
     return int(raw)
 
 
-def _period(args: dict):
+def _period(args: dict) -> tuple[str | None, str | None]:
+    """The RFC 3339 instant or interval, read as the features API reads it; today when absent."""
     try:
-        return layer_tiles.parse_datetime(args.get("datetime"))
-    except layer_tiles.TileError as error:
-        raise bad_parameter("datetime", args.get("datetime"), str(error)) from None
+        period = layer_features.parse_datetime(args.get("datetime"))
+    except layer_features.QueryError as error:
+        raise bad_parameter("datetime", error.value, error.valid) from None
+    return period or layer_tiles.parse_datetime(None)
 
 
 @blueprint.get("/tiles/<tileset>/<z>/<x>/<name>")
@@ -105,12 +111,78 @@ def tilejson(tileset: str):
     source, _ = current_app.extensions["tiles"]
     if tileset not in layer_tiles.TILESETS:
         raise not_found(f"tileset {tileset!r}", layer_tiles.TILESETS)
-    query = f"?datetime={args['datetime']}" if "datetime" in args else ""
+    query = f"?{urlencode({'datetime': args['datetime']})}" if "datetime" in args else ""
     url = f"{base_url()}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt{query}"
     document = source.tilejson(tileset, url)
     document["ttp_atlas"] = {"datetime": list(period), "png": url.replace(".mvt", ".png"),
                              "png@2x": url.replace(".mvt", "@2x.png")}
     return json_response(document)
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+# The features API's instant (RFC 3339 date or date-time), alone or as either end of an interval.
+INSTANT = layer_features._INSTANT.pattern  # the one definition of an instant (private there)
+DATETIME_PATTERN = rf"^{INSTANT}$|^({INSTANT}|\.\.)?/({INSTANT}|\.\.)?$"
+DATETIME_PARAM = oas.query(
+    "datetime", {"type": "string", "pattern": DATETIME_PATTERN},
+    "Claimed units valid at this RFC 3339 instant, or during this interval start/end ('..' or nothing for an "
+    "open end); default: today. Civil layers are undated.", example="2023-07-01")
+TILE_SUFFIXES = {".mvt": (layer_tiles.MVT_MIMETYPE, "Mapbox Vector Tile: one layer per catalogue layer"),
+                 ".png": ("image/png", "256 px PNG tile drawn with the atlas styles"),
+                 "@2x.png": ("image/png", "512 px PNG tile for high-density screens")}
+TILESET_PARAM = oas.param("tileset", "path", {"type": "string", "enum": list(layer_tiles.TILESETS)},
+                          f"'{layer_tiles.ATLAS}' (every layer) or one layer of the catalogue.")
+
+
+def _tile_parameters() -> list[dict]:
+    coordinate = {"type": "integer", "minimum": 0, "maximum": MAX_COORDINATE}
+    return [TILESET_PARAM,
+            oas.param("z", "path", {"type": "integer", "minimum": layer_tiles.MIN_ZOOM,
+                                    "maximum": layer_tiles.MAX_ZOOM},
+                      f"Zoom level; another zoom is a 404 (served: {layer_tiles.MIN_ZOOM}-{layer_tiles.MAX_ZOOM})."),
+            oas.param("x", "path", coordinate, "Tile column, from 0 to 2^z-1 (a 400 beyond it)."),
+            oas.param("y", "path", coordinate, "Tile row from the north (XYZ), from 0 to 2^z-1 (a 400 beyond it)."),
+            DATETIME_PARAM]
+
+
+def _tile_operation(suffix: str) -> dict:
+    mimetype, what = TILE_SUFFIXES[suffix]
+    path = oas.operation(
+        what, "Tiles", _tile_parameters(), oas.content({"type": "string", "format": "binary"}, mimetype),
+        description="A tile outside the atlas's bounds or zooms is a 404; a tileset other than the atlas is a "
+                    "transparent overlay. " + catalogue.CAVEAT,
+        op_id=f"getTile{suffix.replace('@2x', '2x').replace('.', '-')}")
+    if mimetype == layer_tiles.MVT_MIMETYPE:
+        path["get"]["responses"]["204"] = {"description": "No feature touches the tile: draw nothing"}
+    return path
+
+
+def tilejson_schema() -> dict:
+    text, number = {"type": "string"}, {"type": "number"}
+    zoom = {"type": "integer", "minimum": layer_tiles.MIN_ZOOM, "maximum": layer_tiles.MAX_ZOOM}
+    layer = {"type": "object", "required": ["id", "fields"], "properties": {
+        "id": {"type": "string", "enum": list(catalogue.LAYER_IDS)}, "description": text,
+        "fields": {"type": "object", "additionalProperties": text}, "minzoom": zoom, "maxzoom": zoom}}
+    return {"type": "object", "required": ["tilejson", "tiles", "vector_layers"], "properties": {
+        "tilejson": {"type": "string", "enum": ["3.0.0"]}, "name": text, "description": text, "version": text,
+        "attribution": text, "scheme": {"type": "string", "enum": ["xyz"]},
+        "tiles": {"type": "array", "minItems": 1, "items": text}, "minzoom": zoom, "maxzoom": zoom,
+        "bounds": {"type": "array", "minItems": 4, "maxItems": 4, "items": number},
+        "center": {"type": "array", "minItems": 3, "maxItems": 3, "items": number},
+        "vector_layers": {"type": "array", "minItems": 1, "items": layer}, "build_id": text,
+        "ttp_atlas": {"type": "object", "properties": {
+            "datetime": {"type": "array", "minItems": 2, "maxItems": 2, "items": {**text, "nullable": True}},
+            "png": text, "png@2x": text}}}}
+
+
+def openapi(ctx: oas.ApiContext) -> dict:
+    """The tile URLs (one path per suffix: a path template cannot offer three suffixes) and TileJSON."""
+    paths = {f"/tiles/{{tileset}}/{{z}}/{{x}}/{{y}}{suffix}": _tile_operation(suffix) for suffix in TILE_SUFFIXES}
+    paths["/tiles/{tileset}.json"] = oas.operation(
+        "TileJSON 3.0.0 of a vector tileset", "Tiles", [TILESET_PARAM, DATETIME_PARAM],
+        oas.content(oas.ref("schemas", "TileJSON"), oas.JSON), op_id="getTileJSON")
+    return {"paths": paths, "components": {"schemas": {"TileJSON": tilejson_schema()}}}
 
 
 # --- CLI -----------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import pytest
 import requests
 from PIL import Image
 
-from layers import catalogue, style
+from layers import catalogue, style, webmap
 from tests.browser import open_page
 
 CLI = str(Path(sys.executable).with_name("ttp-atlas"))  # the console script, as users run it
@@ -21,6 +21,8 @@ MARCH_2023 = "2023-03-01"  # the 9-unit structure
 JULY_2023 = "2023-07-01"  # 12 units, 3 of them with a low-confidence extension
 ALL_TITLES = [catalogue.layer(lid).title for lid in
               ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "wilayahs", "zones")]
+SERVED_TITLES = ALL_TITLES[1:]  # served pages draw the countries (the land) from the basemap tiles
+TILE_URL = re.compile(r"^http://127\.0\.0\.1:\d+/tiles/(countries|provinces|districts)/\d+/\d+/\d+(@2x)?\.png$")
 
 # A point inside a wilayah that nothing covers, found the way a user would aim: by what is under it.
 FIND_CLICKABLE = """(() => {
@@ -90,16 +92,23 @@ def test_vendor_assets_are_served_cached_and_compressed(server):
         assert missing.status_code == 404 and missing.headers["Content-Type"] == "application/problem+json"
 
 
+def wire_bytes(url: str) -> int:
+    """What a GET of ``url`` sends, as sent (gzip when the server compresses it)."""
+    return len(requests.get(url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=60).raw.read())
+
+
 def test_map_transfers_under_3_mb(server):
-    """The page and every asset it loads, as sent (gzip), stay under the 3 MB budget."""
+    """The page, every asset it links and every basemap tile the browser loads stay under the 3 MB budget."""
     page = requests.get(f"{server}/map", headers={"Accept-Encoding": "gzip"}, stream=True, timeout=60)
+    assert page.headers["Content-Encoding"] == "gzip"
     sent = len(page.raw.read())  # the bytes on the wire, still compressed
     body = requests.get(f"{server}/map", timeout=60).text
-    for url in attribute_urls(body):
-        if url.startswith(server):
-            asset = requests.get(url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10)
-            sent += len(asset.raw.read())
-    assert page.headers["Content-Encoding"] == "gzip"
+    sent += sum(wire_bytes(url) for url in attribute_urls(body) if url.startswith(server))
+    with open_page(f"{server}/map") as browser:
+        browser.wait_until("document.querySelectorAll('.leaflet-tile-loaded').length > 0")
+        tiles = [url for url in browser.requests if "/tiles/" in url]
+    assert tiles and all(TILE_URL.match(url) for url in tiles)
+    sent += sum(wire_bytes(url) for url in tiles)
     assert 100_000 < sent < 3_000_000
 
 
@@ -148,7 +157,7 @@ def test_map_draws_offline_with_popups_and_every_layer(server, atlas, artifacts)
             len(atlas.features("wilayahs", MARCH_2023)) == 9
         labels = page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-overlays label')]"
                                ".map(l => l.textContent.trim())")
-        assert labels == ALL_TITLES
+        assert labels == SERVED_TITLES
         shot = page.screenshot(artifacts / "map-2023-03-01.png")
         point = page.evaluate(FIND_CLICKABLE)
         assert point is not None
@@ -171,8 +180,41 @@ def test_map_draws_offline_with_popups_and_every_layer(server, atlas, artifacts)
     assert sum(n for n, c in colours if close_to(c, style.BACKGROUND, 2)) > 1000  # the sea shows
 
 
+def test_basemap_is_the_services_own_tiles(server, artifacts):
+    """Context tiles come from 127.0.0.1 and load; claimed units and their zone colours draw over them."""
+    with open_page(f"{server}/map/wilayahs?datetime={JULY_2023}") as page:
+        page.wait_until("document.querySelectorAll('img.leaflet-tile').length > 0 && "
+                        "[...document.querySelectorAll('img.leaflet-tile')].every(t => t.complete)")
+        images = page.evaluate("[...document.querySelectorAll('img.leaflet-tile')].map(t => [t.src, t.naturalWidth])")
+        base = page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-base label')]"
+                             ".map(l => l.textContent.trim())")
+        shot = page.screenshot(artifacts / "map-basemap-2023-07-01.png")
+        assert page.external_requests() == [] and page.console_errors == []
+        requested = [url for url in page.requests if "/tiles/" in url]
+    assert base == ["Atlas basemap (Countries, Provinces and territories, Districts (2023))"]
+    assert {url.split("/tiles/")[1].split("/")[0] for url, _ in images} == {"countries", "provinces", "districts"}
+    assert all(width in (256, 512) for _, width in images)  # decoded: every tile loaded
+    assert requested and all(TILE_URL.match(url) for url in requested)
+    assert {requests.get(url, timeout=30).status_code for url in requested[:6]} == {200}
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert sum(n for n, c in colours if close_to(c, style.LAND, 3)) > 5000  # land from the tiles
+    for zone in ("north", "south"):
+        assert sum(n for n, c in colours if close_to(c, style.ZONE_COLOURS[zone])) > 300, zone
+
+
+def test_online_basemap_only_when_configured(atlas):
+    offline = webmap.page_html(atlas, webmap.View(JULY_2023, ("wilayahs",), tiles_base="http://127.0.0.1:1/tiles"),
+                               "http://127.0.0.1:1/static/vendor")
+    assert "Online basemap" not in offline and "tile.openstreetmap.org" not in offline
+    online = webmap.page_html(atlas, webmap.View(JULY_2023, ("wilayahs",), tiles_base="http://127.0.0.1:1/tiles",
+                                                 basemap_url="https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+                              "http://127.0.0.1:1/static/vendor")
+    assert "Online basemap" in online and "https://tile.openstreetmap.org/{z}/{x}/{y}.png" in online
+    assert "http://127.0.0.1:1/tiles/districts/{z}/{x}/{y}{r}.png" in online  # still offered, not shown first
+
+
 @pytest.mark.parametrize(("path", "day", "titles"), [
-    ("/map", JULY_2023, ALL_TITLES),
+    ("/map", JULY_2023, SERVED_TITLES),
     ("/map/wilayahs", "2025-12-26", [catalogue.layer("wilayahs").title]),
 ])
 def test_wilayah_paths_match_the_date(server, atlas, path, day, titles):
@@ -209,6 +251,7 @@ def test_cli_writes_a_map_that_opens_offline(built, data_root, atlas, tmp_path):
     assert run.returncode == 0, run.stderr
     html = out.read_text(encoding="utf-8")
     assert [u for u in attribute_urls(html) if urlsplit(u).scheme in ("http", "https")] == []
+    assert "L.tileLayer" not in html  # no server, no tiles: the plain background
     assert 'class="atlas-dates"' not in html  # no server to switch dates
     with open_page(out.as_uri()) as page:
         assert page.external_requests(allowed_hosts=()) == []
