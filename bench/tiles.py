@@ -29,7 +29,7 @@ WARM_TILES = 64  # distinct tiles in the throughput run
 
 
 def _sample(source, zoom: int, count: int, seed: int = 0) -> list[tuple[int, int, int]]:
-    tiles = geotiles.tiles_over(source.bounds, zoom)
+    tiles = geotiles.tiles_over(source.bounds[layer_tiles.ATLAS], zoom)
     picks = np.random.default_rng(seed + zoom).choice(len(tiles), min(count, len(tiles)), replace=False)
     return [tiles[i] for i in sorted(picks)]
 
@@ -149,7 +149,7 @@ def tippecanoe_rows(atlas, work: Path) -> list[dict]:
 
 
 def source_bounds(atlas) -> tuple[float, ...]:
-    return layer_tiles.TileSource(atlas, cache_size=1).bounds
+    return layer_tiles.tileset_bounds(atlas, layer_tiles.ATLAS)
 
 
 # --- PNG renderer candidates --------------------------------------------------------------------

@@ -132,7 +132,9 @@ class LayerFeatures:
 
 # --- datetime (RFC 3339 instant or interval) -------------------------------------------------
 
-_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+# The same as a JSON Schema pattern (for the OpenAPI document): an instant, or an interval of two.
+DATETIME_PATTERN = rf"^{INSTANT.pattern}$|^({INSTANT.pattern}|\.\.)?/({INSTANT.pattern}|\.\.)?$"
 DATETIME_VALID = ("an RFC 3339 date-time or date (2023-07-01T00:00:00Z, 2023-07-01), or an interval "
                   "start/end where either end may be '..' (2023-01-01/2023-06-30, ../2023-06-30)")
 
@@ -141,7 +143,7 @@ def _day(text: str, raw: str) -> str | None:
     """The UTC calendar day of an instant (validity is kept in days), None for an open end."""
     if text in (OPEN, ""):
         return None
-    if not _INSTANT.fullmatch(text):
+    if not INSTANT.fullmatch(text):
         raise QueryError("datetime", raw, DATETIME_VALID)
     try:
         if len(text) == 10:

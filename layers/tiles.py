@@ -107,6 +107,18 @@ def tile_properties(layer_id: str, properties: dict) -> dict:
     return {k: properties[k] for k in TILE_FIELDS[layer_id] if properties.get(k) is not None}
 
 
+CONTEXT_MARGIN = 10.0  # degrees of neighbouring land around Pakistan in the countries tileset
+
+
+def tileset_bounds(atlas, tileset: str) -> tuple[float, float, float, float]:
+    """(west, south, east, north) a tileset has tiles for: Pakistan, and for the countries basemap a
+    margin of its neighbours so that land does not stop at tile edges at small zooms."""
+    west, south, east, north = (float(v) for v in shapely.total_bounds(atlas.geometries["provinces"]))
+    margin = CONTEXT_MARGIN if tileset == "countries" else 0.0
+    return (max(west - margin, -180.0), max(south - margin, -85.0), min(east + margin, 180.0),
+            min(north + margin, 85.0))
+
+
 class TileSource:
     """Tiles of one loaded atlas: spatial indexes built once per layer and zoom, rendered tiles in an LRU.
 
@@ -116,7 +128,7 @@ class TileSource:
 
     def __init__(self, atlas, cache_size: int = CACHE_SIZE):
         self.atlas = atlas
-        self.bounds = tuple(float(v) for v in shapely.total_bounds(atlas.geometries["provinces"]))
+        self.bounds = {tileset: tileset_bounds(atlas, tileset) for tileset in TILESETS}
         self._indexes: dict[int, tuple[np.ndarray, geotiles.Index]] = {}
         self._properties = {lid: [tile_properties(lid, f["properties"]) for f in atlas.features(lid)]
                             for lid in catalogue.LAYER_IDS}
@@ -152,8 +164,8 @@ class TileSource:
             raise TileOutside(f"zoom {z} is outside the tileset's range {MIN_ZOOM}-{MAX_ZOOM}")
         if not geotiles.valid_tile(z, x, y):
             raise TileOutside(f"tile {z}/{x}/{y} is outside the tile grid (x and y from 0 to {2 ** z - 1})")
-        if not geotiles.touches(self.bounds, z, x, y):
-            raise TileOutside(f"tile {z}/{x}/{y} is outside the tileset's bounds {list(self.bounds)}")
+        if not geotiles.touches(self.bounds[tileset], z, x, y):
+            raise TileOutside(f"tile {z}/{x}/{y} is outside the tileset's bounds {list(self.bounds[tileset])}")
 
     def _cut(self, tileset: str, z: int, x: int, y: int, selection: tuple) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(layer id, feature indices, tile-grid geometries) of every layer of the tile."""
@@ -202,7 +214,7 @@ class TileSource:
         check_tileset(tileset)
         layer_ids = layers_of(tileset, MAX_ZOOM)
         claimed = any(catalogue.layer(lid).claimed for lid in layer_ids)
-        west, south, east, north = self.bounds
+        west, south, east, north = self.bounds[tileset]
         return {
             "tilejson": "3.0.0",
             "name": "TTP atlas" if tileset == ATLAS else catalogue.layer(tileset).title,
@@ -237,7 +249,7 @@ def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period
     check_range(minzoom, maxzoom)
     selection = source.selection(tileset, period)
     for zoom in range(minzoom, maxzoom + 1):
-        for z, x, y in sorted(geotiles.tiles_over(source.bounds, zoom), key=lambda t: zxy_to_tileid(*t)):
+        for z, x, y in sorted(geotiles.tiles_over(source.bounds[tileset], zoom), key=lambda t: zxy_to_tileid(*t)):
             data = source._render_mvt(tileset, z, x, y, selection)
             if data:
                 yield z, x, y, data

@@ -27,7 +27,7 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, style, wilayahs
+from layers import catalogue, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
@@ -331,9 +331,14 @@ class MapScript(MacroElement):
         self.attribution, self.legend, self.min_zooms = attribution, legend, min_zooms
 
 
+def _leaflet_bounds(bounds) -> list[list[float]]:
+    """Leaflet's [[south, west], [north, east]] from (west, south, east, north)."""
+    west, south, east, north = (float(v) for v in bounds)
+    return [[south, west], [north, east]]
+
+
 def _pakistan_bounds(atlas) -> list[list[float]]:
-    minx, miny, maxx, maxy = shapely.total_bounds(np.asarray(atlas.geometries["provinces"], dtype=object))
-    return [[float(miny), float(minx)], [float(maxy), float(maxx)]]
+    return _leaflet_bounds(shapely.total_bounds(np.asarray(atlas.geometries["provinces"], dtype=object)))
 
 
 def layers_drawn(view: View) -> tuple[list[str], list[str]]:
@@ -363,7 +368,8 @@ def add_basemaps(fmap: folium.Map, atlas, view: View, tiled: list[str]) -> None:
         for lid in tiled:
             folium.TileLayer(f"{view.tiles_base}/{lid}/{{z}}/{{x}}/{{y}}{{r}}.png", attr="Basemap: ttp-atlas tiles",
                              min_zoom=0, max_zoom=14, max_native_zoom=14, control=False,
-                             bounds=_pakistan_bounds(atlas), className=f"atlas-basemap-{lid}").add_to(group)
+                             bounds=_leaflet_bounds(tiles.tileset_bounds(atlas, lid)),
+                             className=f"atlas-basemap-{lid}").add_to(group)
         group.add_to(fmap)
     if view.basemap_url:
         host = re.sub(r"^[a-z]+://([^/]+).*$", r"\1", view.basemap_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -24,8 +25,15 @@ SETTINGS = {
     "CACHE_MAX_AGE": ("TTP_ATLAS_CACHE_MAX_AGE", "3600"),
     "BASEMAP_URL": ("TTP_ATLAS_BASEMAP_URL", ""),
 }
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+CSP = ("default-src 'self'; img-src 'self' data: blob:{extra_images}; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'; font-src 'self' data:; connect-src 'self'; frame-ancestors *")
+
+
+def content_security_policy(basemap_url: str) -> str:
+    """Only the service's own origin, plus the configured online basemap's host for its tile images."""
+    match = re.match(r"^(https?://[^/]+)", basemap_url or "")
+    extra = " " + re.sub(r"\{[a-z]\}", "*", match.group(1)) if match else ""
+    return CSP.format(extra_images=extra)
 
 log = logging.getLogger("ttp_atlas")
 
@@ -63,7 +71,7 @@ def create_app(atlas: store.Atlas, **overrides) -> Flask:
     def headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
         if response.mimetype == "text/html":
-            response.headers["Content-Security-Policy"] = CSP
+            response.headers["Content-Security-Policy"] = content_security_policy(app.config["BASEMAP_URL"])
         origins = app.config["CORS_ORIGINS"]
         origin = request.headers.get("Origin")
         if origins == "*":

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from layers import catalogue, store
-from layers.features import Queryable
+from layers.features import DATETIME_PATTERN, Queryable
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 GEOJSON, JSON, HTML, PROBLEM = "application/geo+json", "application/json", "text/html", "application/problem+json"
@@ -187,7 +187,7 @@ def items_parameters(queryables: dict[str, Queryable]) -> list[dict]:
         query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
               f"Features per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."),
         query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Features to skip (the next link sets it)."),
-        query("datetime", {"type": "string"},
+        query("datetime", {"type": "string", "pattern": DATETIME_PATTERN},
               "RFC 3339 instant or interval (start/end, '..' for an open end): features valid then. "
               "Features without dates always match."),
         FORMAT_PARAM, *filters]

@@ -121,11 +121,8 @@ def tilejson(tileset: str):
 
 # --- OpenAPI -------------------------------------------------------------------------------------
 
-# The features API's instant (RFC 3339 date or date-time), alone or as either end of an interval.
-INSTANT = layer_features._INSTANT.pattern  # the one definition of an instant (private there)
-DATETIME_PATTERN = rf"^{INSTANT}$|^({INSTANT}|\.\.)?/({INSTANT}|\.\.)?$"
 DATETIME_PARAM = oas.query(
-    "datetime", {"type": "string", "pattern": DATETIME_PATTERN},
+    "datetime", {"type": "string", "pattern": layer_features.DATETIME_PATTERN},
     "Claimed units valid at this RFC 3339 instant, or during this interval start/end ('..' or nothing for an "
     "open end); default: today. Civil layers are undated.", example="2023-07-01")
 TILE_SUFFIXES = {".mvt": (layer_tiles.MVT_MIMETYPE, "Mapbox Vector Tile: one layer per catalogue layer"),

@@ -10,6 +10,8 @@ import re
 import pytest
 import requests
 
+from server.app import content_security_policy
+
 LONG = "x" * 5000
 
 # (method, path with query, expected status)
@@ -116,3 +118,9 @@ def test_html_pages_allow_only_their_own_origin(server):
     response = requests.get(f"{server}/map", timeout=60)
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "http" not in policy
+
+
+def test_configured_online_basemap_is_the_only_other_image_origin():
+    policy = content_security_policy("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png")
+    assert "img-src 'self' data: blob: https://*.tile.openstreetmap.org;" in policy
+    assert policy.count("http") == 1
