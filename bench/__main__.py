@@ -16,7 +16,7 @@ from pathlib import Path
 
 from geo import atomic
 
-MODULES = ("features", "tiles", "maps", "export", "load")
+MODULES = ("build", "features", "tiles", "maps", "export", "load")
 
 
 def machine() -> str:

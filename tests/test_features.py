@@ -252,7 +252,9 @@ def test_unknown_collection_names_the_valid_ones(client, server):
     ("/collections/wilayahs", "Claimed units, not areas of control"), ("/collections/wilayahs", "/map/wilayahs"),
     ("/collections/zones/items?datetime=2023-07-01", "Claimed units, not areas of control"),
     ("/collections/wilayahs/items/peshawar-2022-12-31-core", "member_districts"),
-    ("/api", "/collections/{collectionId}/download.{format}")])
+    ("/api", "/collections/{collectionId}/download.{format}"),
+    ("/collections/wilayahs", '<iframe class="map" src="http'),
+    ("/collections/wilayahs/items/zhob-2023-06-14-core", "/map/wilayahs?embed=1&amp;datetime=2023-06-14")])
 def test_html_for_browsers(client, server, path, expected):
     response = get(client, server, path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert response.headers["Content-Type"].startswith("text/html")
