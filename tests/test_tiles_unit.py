@@ -113,11 +113,13 @@ def _richest_tile(atlas, z: int):
     return max(scored, key=lambda s: (s[0], s[1]))
 
 
-@pytest.mark.parametrize("z", [5, 8, 11, 14])
+@pytest.mark.parametrize("z", range(0, 15))
 def test_district_tiles_have_no_gaps_or_overlaps_and_stay_valid(source, atlas, z):
     covered, count, tile = _richest_tile(atlas, z)
     polygons = shapes(decode(source.mvt("districts", z, tile.x, tile.y))["districts"])
-    assert len(polygons) >= count >= 2  # the buffer may bring in a neighbour
+    pixel_degrees = 360 / 2**z / geotiles.EXTENT
+    sub_pixel = int((shapely.area(atlas.generalised("districts", z)) < pixel_degrees**2).sum())
+    assert len(polygons) >= count - sub_pixel and count >= 2  # districts under a pixel may vanish
     assert all(p.is_valid and p.area > 0 for p in polygons)
     tree = shapely.STRtree(polygons)
     left, right = tree.query(polygons, predicate="intersects")
