@@ -99,7 +99,7 @@ def test_districts_tile_their_province(atlas):
                    if d["properties"]["province_pcode"] == province["id"]]
         union = shapely.union_all(members)
         gap_or_excess = geometry.area_km2([shapely.symmetric_difference(union, province_shape)])[0]
-        assert gap_or_excess < KM2 * 10, (province["properties"]["name"], gap_or_excess)
+        assert gap_or_excess < KM2, (province["properties"]["name"], gap_or_excess)
     tree = shapely.STRtree(shapes)
     left, right = tree.query(shapes, predicate="intersects")
     pairs = left < right
@@ -162,7 +162,7 @@ def test_wilayah_equals_union_of_members(atlas):
     for feature, shape in zip(atlas.features("wilayahs"), geoms(atlas, "wilayahs"), strict=True):
         members = shapely.union_all([districts[m["id"]] for m in feature["properties"]["member_districts"]])
         assert geometry.area_km2([shape])[0] == pytest.approx(geometry.area_km2([members])[0], rel=1e-4)
-        assert geometry.area_km2([shapely.symmetric_difference(shape, members)])[0] < KM2 * 10
+        assert geometry.area_km2([shapely.symmetric_difference(shape, members)])[0] < KM2
 
 
 def test_zones_equal_union_of_their_wilayahs(atlas):
