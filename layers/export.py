@@ -504,6 +504,11 @@ def furniture_boxes(ax, scale: float) -> list[Bbox]:
                              28 * scale * points, 48 * scale * points)]
 
 
+# (horizontal, vertical) alignments tried in turn: centred on the point, then above, below, right, left.
+LABEL_ANCHORS = (("center", "center"), ("center", "bottom"), ("center", "top"), ("left", "center"),
+                 ("right", "center"))
+
+
 def place_labels(fig: Figure, ax, candidates, scale: float) -> list:
     """Greedy: keep a label only if its box is inside the map and clear of every label kept before it."""
     renderer = fig.canvas.get_renderer()
@@ -514,15 +519,17 @@ def place_labels(fig: Figure, ax, candidates, scale: float) -> list:
     for text, (x, y), kind in candidates:
         if not (ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1]):
             continue
-        artist = ax.text(x, y, text, ha="center", va="center", clip_on=True, zorder=5,
-                         path_effects=[withStroke(linewidth=2.2 * scale, foreground=HALO)], **looks[kind])
-        box = artist.get_window_extent(renderer).expanded(1.06, 1.15)
-        if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                and not any(box.overlaps(other) for other in boxes)):
-            boxes.append(box)
-            kept.append(artist)
-            artist.set_gid(f"label-{kind}")
-        else:
+        # a unit's name may sit beside its point when centred it would collide; a district's may not
+        for ha, va in LABEL_ANCHORS if kind == "wilayah" else LABEL_ANCHORS[:1]:
+            artist = ax.text(x, y, text, ha=ha, va=va, clip_on=True, zorder=5,
+                             path_effects=[withStroke(linewidth=2.2 * scale, foreground=HALO)], **looks[kind])
+            box = artist.get_window_extent(renderer).expanded(1.06, 1.15)
+            if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+                    and not any(box.overlaps(other) for other in boxes)):
+                boxes.append(box)
+                kept.append(artist)
+                artist.set_gid(f"label-{kind}")
+                break
             artist.remove()
     return kept
 
