@@ -165,11 +165,6 @@ def latest_date(atlas) -> str:
     return max(f["properties"]["valid_from"] for f in atlas.features("wilayahs"))
 
 
-def coverage(atlas) -> tuple[float, float, float, float]:
-    """Pakistan's extent (the provinces): the default view."""
-    return tuple(float(v) for v in shapely.total_bounds(atlas.geometries["provinces"]))
-
-
 def place_names(atlas, layer_id: str) -> dict[str, list[str]]:
     """Key -> names of the places of a layer that a view can focus on (wilayahs by unit)."""
     names: dict[str, list[str]] = {}
@@ -233,12 +228,12 @@ def parse_options(atlas, focus_layers=FOCUS_LAYERS, **strings) -> Options:
     plain = check_plain(**strings)
     date = plain["date"] or latest_date(atlas)
     if plain["bbox"] is not None:
-        bounds, place = check_overlap(strings["bbox"], plain["bbox"], coverage(atlas)), "Selected area"
+        bounds, place = check_overlap(strings["bbox"], plain["bbox"], atlas.pakistan_bounds), "Selected area"
     elif plain["focus"] is not None:
         bounds, place = place_bounds(atlas, *focus_place(atlas, plain["focus"], focus_layers), date)
         bounds = paper.padded(bounds, 0.06)
     else:
-        bounds, place = paper.padded(coverage(atlas), 0.02), "Pakistan"
+        bounds, place = paper.padded(atlas.pakistan_bounds, 0.02), "Pakistan"
     layer_ids = plain["layers"]
     temporal = any(catalogue.layer(lid).temporal for lid in layer_ids)
     return Options(layer_ids, date, tuple(bounds), place, plain["size_mm"], plain["dpi"],
@@ -544,7 +539,7 @@ def draw_north_arrow(ax, scale: float) -> None:
 def draw_inset(fig: Figure, rect, atlas, view: View) -> None:
     """Locator map: Pakistan and its neighbours, the main map's extent as a box."""
     ax = fig.add_axes(rect, gid="inset")
-    pakistan = coverage(atlas)
+    pakistan = atlas.pakistan_bounds
     transformer = local_projection(pakistan)
     countries = atlas.generalised(CONTEXT_LAYER, 4)
     ids = [f["id"] for f in atlas.collections[CONTEXT_LAYER]["features"]]

@@ -76,6 +76,11 @@ class Atlas:
             for level in generalise.LEVELS:
                 self.generalised(layer_id, level)
 
+    @property
+    def pakistan_bounds(self) -> tuple[float, float, float, float]:
+        """(west, south, east, north) of the provinces: the country's extent, the default view."""
+        return tuple(self.manifest["layers"]["provinces"]["bbox"])
+
     def file(self, layer_id: str) -> Path:
         return self.root / self.manifest["layers"][layer_id]["file"]
 

@@ -15,7 +15,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import shapely
 from pmtiles.reader import MmapSource, Reader
 from pmtiles.tile import Compression, TileType, zxy_to_tileid
 from pmtiles.writer import Writer
@@ -113,7 +112,7 @@ CONTEXT_MARGIN = 10.0  # degrees of neighbouring land around Pakistan in the cou
 def tileset_bounds(atlas, tileset: str) -> tuple[float, float, float, float]:
     """(west, south, east, north) a tileset has tiles for: Pakistan, and for the countries basemap a
     margin of its neighbours so that land does not stop at tile edges at small zooms."""
-    west, south, east, north = (float(v) for v in shapely.total_bounds(atlas.geometries["provinces"]))
+    west, south, east, north = atlas.pakistan_bounds
     margin = CONTEXT_MARGIN if tileset == "countries" else 0.0
     return (max(west - margin, -180.0), max(south - margin, -85.0), min(east + margin, 180.0),
             min(north + margin, 85.0))

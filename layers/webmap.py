@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import folium
-import numpy as np
 import shapely
 import xstatic.pkg.leaflet
 from branca.element import Element, MacroElement
@@ -338,7 +337,7 @@ def _leaflet_bounds(bounds) -> list[list[float]]:
 
 
 def _pakistan_bounds(atlas) -> list[list[float]]:
-    return _leaflet_bounds(shapely.total_bounds(np.asarray(atlas.geometries["provinces"], dtype=object)))
+    return _leaflet_bounds(atlas.pakistan_bounds)
 
 
 def layers_drawn(view: View) -> tuple[list[str], list[str]]:
