@@ -13,13 +13,16 @@ _EQUAL_AREA = Transformer.from_crs("EPSG:4326", "EPSG:6933", always_xy=True)
 OUTPUT_GRID = 1e-6  # degrees; RFC 7946 output keeps 6 decimals (about 0.1 m)
 
 
-def to_equal_area(geoms: np.ndarray) -> np.ndarray:
-    return shapely.transform(geoms, lambda xy: np.column_stack(_EQUAL_AREA.transform(xy[:, 0], xy[:, 1])))
+def reproject(geoms, transformer: Transformer, inverse: bool = False) -> np.ndarray:
+    """Geometries through a pyproj transformer (always_xy), vectorised over every vertex."""
+    direction = "INVERSE" if inverse else "FORWARD"
+    return shapely.transform(np.asarray(geoms, dtype=object),
+                             lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1], direction=direction)))
 
 
 def area_km2(geoms) -> np.ndarray:
     """Area of lon/lat geometries in km² (equal-area projection)."""
-    return shapely.area(to_equal_area(np.asarray(geoms, dtype=object))) / 1e6
+    return shapely.area(reproject(geoms, _EQUAL_AREA)) / 1e6
 
 
 def union(geoms: Sequence) -> shapely.Geometry:

@@ -1,7 +1,7 @@
 """Paper sizes, millimetres to inches and pixels, and lon/lat boxes: the arithmetic of print output.
 
-Pure functions on plain values. Bad input raises ValueError whose message names the value and says
-what would be valid, so that callers can pass it on to a user unchanged.
+Pure functions on plain values. Bad input raises ``InvalidValue`` (a ValueError) that names the
+option and the value and says what would be valid, for callers to pass on to a user.
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ PAPER_SIZES_MM = {
 }
 ORIENTATIONS = ("landscape", "portrait")
 MIN_SIDE_MM, MAX_SIDE_MM = 50.0, 1189.0  # a postcard's edge .. A0's long side
+class InvalidValue(ValueError):
+    """A value the arithmetic cannot use: ``option``, ``value`` and what would be ``valid``."""
+
+    def __init__(self, option: str, value, valid: str):
+        super().__init__(f"{option} {value!r} is invalid: {valid}")
+        self.option, self.value, self.valid = option, value, valid
+
+
 _CUSTOM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*mm\s*$", re.IGNORECASE)
 
 
@@ -35,7 +43,7 @@ def paper_size(name: str, orientation: str | None = None) -> tuple[float, float]
     A custom ``WxHmm`` keeps the sides as written unless an orientation is asked for explicitly.
     """
     if orientation is not None and orientation not in ORIENTATIONS:
-        raise ValueError(f"orientation {orientation!r} is invalid: one of {', '.join(ORIENTATIONS)}")
+        raise InvalidValue("orientation", orientation, f"one of {', '.join(ORIENTATIONS)}")
     named = {key.casefold(): value for key, value in PAPER_SIZES_MM.items()}.get(str(name).strip().casefold())
     custom = _CUSTOM.match(str(name))
     if named is not None:
@@ -44,9 +52,9 @@ def paper_size(name: str, orientation: str | None = None) -> tuple[float, float]
     elif custom:
         width, height = float(custom[1]), float(custom[2])
     else:
-        raise ValueError(f"size {name!r} is invalid: {valid_sizes()}")
+        raise InvalidValue("size", name, valid_sizes())
     if not all(MIN_SIDE_MM <= side <= MAX_SIDE_MM for side in (width, height)):
-        raise ValueError(f"size {name!r} is invalid: {valid_sizes()}")
+        raise InvalidValue("size", name, valid_sizes())
     if orientation is None:
         return width, height
     short, long = sorted((width, height))
@@ -68,18 +76,21 @@ def figure_inches(size_px: tuple[int, int], dpi: float) -> tuple[float, float]:
     return side(size_px[0]), side(size_px[1])
 
 
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """A lon/lat box ``minx,miny,maxx,maxy``: four finite numbers in range with min < max."""
-    valid = "four comma-separated numbers minx,miny,maxx,maxy (lon -180..180, lat -90..90, min < max)"
+def parse_bbox(text: str, allow_point: bool = False) -> tuple[float, float, float, float]:
+    """A lon/lat box ``minx,miny,maxx,maxy``: four finite numbers in range, min < max (min <= max with
+    ``allow_point``, as OGC API bbox filters allow). InvalidValue otherwise."""
+    order = "<=" if allow_point else "<"
+    valid = f"four comma-separated numbers minx,miny,maxx,maxy (lon -180..180, lat -90..90, min {order} max)"
     try:
         values = tuple(float(v) for v in str(text).split(","))
     except ValueError:
-        raise ValueError(f"bbox {text!r} is invalid: {valid}") from None
+        raise InvalidValue("bbox", text, valid) from None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bbox {text!r} is invalid: {valid}")
+        raise InvalidValue("bbox", text, valid)
     minx, miny, maxx, maxy = values
-    if not (-180 <= minx < maxx <= 180 and -90 <= miny < maxy <= 90):
-        raise ValueError(f"bbox {text!r} is invalid: {valid}")
+    ordered = (minx <= maxx and miny <= maxy) if allow_point else (minx < maxx and miny < maxy)
+    if not (ordered and -180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+        raise InvalidValue("bbox", text, valid)
     return values
 
 

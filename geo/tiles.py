@@ -16,10 +16,10 @@ import skia
 from mapbox_vector_tile.encoder import VectorTile
 
 from geo.geometry import polygonal
+from geo.simplify import TILE_SIZE  # PNG pixels per tile side at scale 1
 
 EXTENT = 4096  # MVT integer grid per tile side
 BUFFER = 64  # grid units drawn past each tile edge so that neighbours join without seams
-TILE_SIZE = 256  # PNG pixels per tile side at scale 1
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
 _EARTH_RADIUS = 6378137.0
 _MAX_LAT = 85.0511287798066

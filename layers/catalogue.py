@@ -19,7 +19,6 @@ class Layer:
     datasets: tuple[str, ...]  # keys of geo.datasets.DATASETS whose licences apply
     temporal: bool = False  # features carry valid_from / valid_to
     min_zoom: int = 0  # below this zoom the layer is not legible on a web map
-    label_field: str = "name"
 
     @property
     def claimed(self) -> bool:

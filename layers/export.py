@@ -11,7 +11,6 @@ scale bar is true (scale error under 1% across all of Pakistan) and north is up.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import itertools
 import math
@@ -34,8 +33,8 @@ from matplotlib_scalebar.scalebar import ScaleBar
 from pyproj import Transformer
 
 from geo import atomic, gazetteer, paper
-from geo.geometry import polygonal
-from layers import catalogue, style, wilayahs
+from geo.geometry import polygonal, reproject
+from layers import catalogue, features, style
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 CONTEXT_LAYER = "countries"  # always drawn underneath (land and neighbours) and in the locator map
@@ -57,12 +56,8 @@ RC = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "ttp-atlas", "
       "hatch.linewidth": 0.6, "path.simplify": True}
 
 
-class ExportOptionError(ValueError):
+class ExportOptionError(paper.InvalidValue):
     """A bad export option; the message names the option, the value and what would be valid."""
-
-    def __init__(self, option: str, value, valid: str):
-        self.option, self.value, self.valid = option, value, valid
-        super().__init__(f"{option} {value!r} is invalid: {valid}")
 
 
 @dataclass(frozen=True)
@@ -93,13 +88,13 @@ def parse_layers(text: str | None) -> tuple[str, ...]:
 
 
 def parse_date(text: str | None, default: str) -> str:
-    """An ISO date, or an ISO date-time whose date part is taken (``2023-07-01T00:00:00Z``)."""
+    """One RFC 3339 instant as its UTC day, read as every endpoint reads ``datetime``."""
     if text is None or not str(text).strip():
         return default
     try:
-        return dt.datetime.fromisoformat(str(text).strip()).date().isoformat()
-    except ValueError:
-        raise ExportOptionError("datetime", text, "an ISO date YYYY-MM-DD (or a date-time, whose date is used)") from None
+        return features.parse_instant(str(text).strip())
+    except features.QueryError as error:
+        raise ExportOptionError("datetime", text, error.valid) from None
 
 
 def parse_dpi(text) -> int:
@@ -120,9 +115,8 @@ def parse_paper(size: str | None, orientation: str | None, dpi: int) -> tuple[fl
     orientation = None if orientation is None or not str(orientation).strip() else str(orientation).strip()
     try:
         size_mm = paper.paper_size(size, orientation)
-    except ValueError as error:
-        option, value = ("orientation", orientation) if str(error).startswith("orientation") else ("size", size)
-        raise ExportOptionError(option, value, str(error).split(": ", 1)[1]) from None
+    except paper.InvalidValue as error:
+        raise ExportOptionError(error.option, error.value, error.valid) from None
     width, height = paper.pixels(size_mm, dpi)
     if width * height > MAX_PIXELS:
         raise ExportOptionError("size", size, f"at {dpi} dpi {width}x{height} px is over the {MAX_PIXELS:,} px "
@@ -134,8 +128,8 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
     """A lon/lat bbox at most ``MAX_BBOX_DEGREES`` across (whether it meets the atlas is checked later)."""
     try:
         bounds = paper.parse_bbox(text)
-    except ValueError as error:
-        raise ExportOptionError("bbox", text, str(error).split(": ", 1)[1]) from None
+    except paper.InvalidValue as error:
+        raise ExportOptionError("bbox", text, error.valid) from None
     if max(bounds[2] - bounds[0], bounds[3] - bounds[1]) > MAX_BBOX_DEGREES:
         raise ExportOptionError("bbox", text, f"at most {MAX_BBOX_DEGREES:g} degrees across")
     return bounds
@@ -198,7 +192,8 @@ def place_bounds(atlas, layer_id: str, key: str, date: str) -> tuple[tuple[float
     features = atlas.collections[layer_id]["features"]
     if layer_id == "wilayahs":
         mine = [i for i, f in enumerate(features) if f["properties"]["unit"] == key]
-        current = [i for i in mine if wilayahs.valid_during(features[i]["properties"], date, date)]
+        valid = set(atlas.valid_indices(layer_id, date, date))
+        current = [i for i in mine if i in valid]
         picked = current or mine
     else:
         picked = [i for i, f in enumerate(features) if f["id"] == key]
@@ -257,12 +252,6 @@ def local_projection(bounds: tuple[float, float, float, float]) -> Transformer:
     return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
 
 
-def project(geoms, transformer: Transformer, inverse: bool = False) -> np.ndarray:
-    direction = "INVERSE" if inverse else "FORWARD"
-    return shapely.transform(np.asarray(geoms, dtype=object),
-                             lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1], direction=direction)))
-
-
 def to_paths(geoms) -> list[MplPath]:
     """One compound matplotlib path per (multi)polygon, holes included, built without a Python loop per ring."""
     geoms = np.asarray(geoms, dtype=object)
@@ -301,9 +290,9 @@ class View:
 def make_view(bounds, frame_mm: tuple[float, float], dpi: int) -> View:
     transformer = local_projection(bounds)
     box = shapely.segmentize(shapely.box(*bounds), max(bounds[2] - bounds[0], bounds[3] - bounds[1]) / 32)
-    extent = paper.fit_aspect(tuple(project([box], transformer)[0].bounds), frame_mm[0] / frame_mm[1])
+    extent = paper.fit_aspect(tuple(reproject([box], transformer)[0].bounds), frame_mm[0] / frame_mm[1])
     frame = shapely.segmentize(shapely.box(*extent), (extent[2] - extent[0]) / 32)
-    lonlat = paper.padded(project([frame], transformer, inverse=True)[0].bounds, 0.03)
+    lonlat = paper.padded(reproject([frame], transformer, inverse=True)[0].bounds, 0.03)
     metres_per_pixel = (extent[2] - extent[0]) / (frame_mm[0] / paper.MM_PER_INCH * dpi)
     return View(transformer, extent, lonlat, web_zoom(metres_per_pixel, (bounds[1] + bounds[3]) / 2))
 
@@ -322,11 +311,11 @@ def layer_in_view(atlas, layer_id: str, view: View, date: str) -> Shown:
     """Features of a layer valid at ``date`` and inside the view, clipped and projected."""
     features = atlas.collections[layer_id]["features"]
     geoms = atlas.generalised(layer_id, view.zoom)
-    keep = [i for i, f in enumerate(features) if wilayahs.valid_during(f["properties"], date, date)]
+    keep = atlas.valid_indices(layer_id, date, date)
     clipped = shapely.clip_by_rect(geoms[keep], *view.lonlat)
     clipped = np.array([polygonal(g) for g in clipped], dtype=object)
     present = ~shapely.is_empty(clipped)
-    projected = project(clipped[present], view.transformer)
+    projected = reproject(clipped[present], view.transformer)
     return Shown(layer_id, [features[i] for i, p in zip(keep, present, strict=True) if p], projected,
                  to_paths(projected))
 
@@ -543,16 +532,16 @@ def draw_inset(fig: Figure, rect, atlas, view: View) -> None:
     transformer = local_projection(pakistan)
     countries = atlas.generalised(CONTEXT_LAYER, 4)
     ids = [f["id"] for f in atlas.collections[CONTEXT_LAYER]["features"]]
-    projected = project(shapely.clip_by_rect(countries, *paper.padded(pakistan, 0.5)), transformer)
+    projected = reproject(shapely.clip_by_rect(countries, *paper.padded(pakistan, 0.5)), transformer)
     ax.add_collection(collection(to_paths(projected[~shapely.is_empty(projected)]),
                                  style.feature_style(CONTEXT_LAYER, {}), "inset-countries", width_factor=0.6))
     home = projected[ids.index(PAKISTAN_ID)]
     ax.add_patch(PathPatch(to_paths([home])[0], facecolor="none", edgecolor=INK, linewidth=0.8))
     frame = shapely.segmentize(shapely.box(*view.extent), (view.extent[2] - view.extent[0]) / 16)
-    box = project(project([frame], view.transformer, inverse=True), transformer)[0]
+    box = reproject(reproject([frame], view.transformer, inverse=True), transformer)[0]
     ax.add_patch(PathPatch(to_paths([box])[0], facecolor=matplotlib.colors.to_rgba(INK, 0.12), edgecolor=INK,
                            linewidth=1.4, gid="inset-extent"))
-    home_bounds = shapely.bounds(project([shapely.box(*pakistan)], transformer)[0])
+    home_bounds = shapely.bounds(reproject([shapely.box(*pakistan)], transformer)[0])
     ax_w, ax_h = rect[2] * fig.get_figwidth(), rect[3] * fig.get_figheight()
     extent = paper.fit_aspect(tuple(paper.padded(tuple(home_bounds), 0.12)), ax_w / ax_h)
     extent = union_extent(extent, box.bounds, ax_w / ax_h)

@@ -30,7 +30,7 @@ class QueryError(ValueError):
     """A query value that cannot be answered: names the parameter and what would be valid."""
 
     def __init__(self, name: str, value, valid: str):
-        super().__init__(f"parameter {name}={value!r} is invalid: {valid}")
+        super().__init__(f"{name} {value!r} is invalid: {valid}")
         self.name, self.value, self.valid = name, value, valid
 
 
@@ -108,8 +108,7 @@ class LayerFeatures:
         if bbox is not None:
             chosen = np.unique(self.tree.query(shapely.box(*bbox), predicate="intersects"))
         if period is not None:
-            chosen = np.array([i for i in chosen if wilayahs.valid_during(self.features[i]["properties"], *period)],
-                              dtype=int)
+            chosen = np.intersect1d(chosen, wilayahs.valid_indices(self.features, *period)).astype(int)
         for name, value in (filters or {}).items():
             chosen = np.array([i for i in chosen if self._matches(self.queryables[name], i, value)], dtype=int)
         return chosen
@@ -139,19 +138,31 @@ DATETIME_VALID = ("an RFC 3339 date-time or date (2023-07-01T00:00:00Z, 2023-07-
                   "start/end where either end may be '..' (2023-01-01/2023-06-30, ../2023-06-30)")
 
 
-def _day(text: str, raw: str) -> str | None:
+INSTANT_PATTERN = rf"^{INSTANT.pattern}$"  # one instant, no interval (maps and exports show one date)
+INSTANT_VALID = "an ISO date or RFC 3339 date-time, e.g. 2023-07-01 or 2023-07-01T00:00:00Z"
+
+
+def _day(text: str, raw: str, valid: str = DATETIME_VALID) -> str | None:
     """The UTC calendar day of an instant (validity is kept in days), None for an open end."""
     if text in (OPEN, ""):
         return None
     if not INSTANT.fullmatch(text):
-        raise QueryError("datetime", raw, DATETIME_VALID)
+        raise QueryError("datetime", raw, valid)
     try:
         if len(text) == 10:
             return dt.date.fromisoformat(text).isoformat()
         moment = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00").replace(" ", "T"))
     except ValueError:
-        raise QueryError("datetime", raw, DATETIME_VALID) from None
+        raise QueryError("datetime", raw, valid) from None
     return moment.astimezone(dt.timezone.utc).date().isoformat()
+
+
+def parse_instant(raw: str) -> str:
+    """One RFC 3339 instant as its UTC day, for views of a single date (maps, exports); QueryError otherwise."""
+    day = _day(raw, raw, INSTANT_VALID) if "/" not in raw else None
+    if day is None:
+        raise QueryError("datetime", raw, INSTANT_VALID)
+    return day
 
 
 def parse_datetime(raw: str | None) -> tuple[str | None, str | None] | None:

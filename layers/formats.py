@@ -24,7 +24,6 @@ from geo import atomic, geojson
 from layers import build, catalogue, store
 from layers.features import layer_metadata
 
-CRS = "EPSG:4326"
 CRS84_NAME = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # GDAL reads it
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: same layer in, same archive out
 

@@ -49,6 +49,11 @@ class Atlas:
             return found
         return wilayahs.select(found, start, end)
 
+    def valid_indices(self, layer_id: str, start: str | None, end: str | None) -> list[int]:
+        """Positions of the layer's features valid during [start, end] (None: open); they index
+        ``geometries`` and ``generalised`` alike."""
+        return wilayahs.valid_indices(self.collections[catalogue.layer(layer_id).id]["features"], start, end)
+
     def generalised(self, layer_id: str, zoom: int) -> np.ndarray:
         """Geometry of a layer simplified for a web zoom, aligned with its features (see layers.generalise)."""
         level = generalise.level_for(zoom)
@@ -110,9 +115,10 @@ def open_build(root: Path) -> Atlas:
         if hashlib.sha256(payload).hexdigest() != expected[layer_id]["sha256"]:
             raise BuildUnusable(f"{path} does not match {build.MANIFEST} (corrupt or edited): rebuild it")
         collections[layer_id] = json.loads(payload)
-        geometries[layer_id] = np.array(
-            [shapely.from_geojson(json.dumps(f["geometry"])) for f in collections[layer_id]["features"]],
-            dtype=object)
+        # GEOS parses the whole file at once: one geometry per feature, in order
+        geometries[layer_id] = shapely.get_parts(shapely.from_geojson(payload))
+        if len(geometries[layer_id]) != len(collections[layer_id]["features"]):
+            raise BuildUnusable(f"{path} has features without geometry: rebuild it")
     for name, digest in manifest.get("files_sha256", {}).items():
         if not (root / name).is_file() or datasets.sha256_file(root / name) != digest:
             raise BuildUnusable(f"{root / name} is missing or does not match {build.MANIFEST}: rebuild it")

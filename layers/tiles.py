@@ -21,8 +21,7 @@ from pmtiles.writer import Writer
 
 from geo import tiles as geotiles
 from geo.atomic import staged_file
-from layers import catalogue, style
-from layers.wilayahs import valid_during
+from layers import catalogue, features, style
 
 MIN_ZOOM, MAX_ZOOM = 0, 14
 ATLAS = "atlas"
@@ -69,24 +68,12 @@ class TileOutside(TileError):
 
 
 def parse_datetime(raw: str | None, today: dt.date | None = None) -> tuple[str | None, str | None]:
-    """An OGC ``datetime`` (instant ``2023-07-01``/``2023-07-01T00:00:00Z`` or interval ``a/b``, ``..``
-    open) as ISO dates (start, end); no value means today, so that a map shows one period."""
+    """``datetime`` read as the features API reads it (QueryError when malformed) as ISO dates
+    (start, end); no value means today, so that a map shows one period."""
     if raw is None:
         day = (today or dt.date.today()).isoformat()
         return day, day
-    parts = raw.split("/")
-    if len(parts) > 2:
-        raise TileError(f"datetime {raw!r} is invalid: give a date (2023-07-01) or an interval (2023-01-01/2023-12-31)")
-    try:
-        dates = [None if p in ("", "..") else dt.date.fromisoformat(p[:10]).isoformat() for p in parts]
-    except ValueError:
-        raise TileError(f"datetime {raw!r} is invalid: give ISO dates, e.g. 2023-07-01 or 2023-01-01/..") from None
-    start, end = (dates[0], dates[0]) if len(dates) == 1 else dates
-    if start is None and len(dates) == 1:
-        raise TileError(f"datetime {raw!r} is invalid: an instant needs a date")
-    if start and end and end < start:
-        raise TileError(f"datetime {raw!r} is invalid: the interval ends before it starts")
-    return start, end
+    return features.parse_datetime(raw)
 
 
 def check_tileset(tileset: str) -> str:
@@ -153,8 +140,7 @@ class TileSource:
     def _select(self, tileset: str, period: tuple[str | None, str | None]) -> tuple:
         """Per temporal layer of the tileset, the indices of the features valid in ``period``."""
         temporal = [lid for lid in layers_of(tileset, MAX_ZOOM) if catalogue.layer(lid).temporal]
-        return tuple((lid, tuple(i for i, f in enumerate(self.atlas.features(lid))
-                                 if valid_during(f["properties"], *period))) for lid in temporal)
+        return tuple((lid, tuple(self.atlas.valid_indices(lid, *period))) for lid in temporal)
 
     def check(self, tileset: str, z: int, x: int, y: int) -> None:
         """Refuse a tile outside the zoom range, the tile grid or the tileset's bounds (TileOutside)."""
@@ -268,21 +254,28 @@ def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom:
     meta = source.tilejson(tileset, "", minzoom, maxzoom)
     meta.pop("tiles")
     meta["ttp_atlas"] = {"tileset": tileset, "datetime": list(period), "build_id": source.atlas.build_id}
+    stats = {"tiles": 0, "bytes": 0}
     with staged_file(path) as tmp:
-        stats = (_write_pmtiles if path.suffix == ".pmtiles" else _write_mbtiles)(tmp, tiles, meta)
+        (_write_pmtiles if path.suffix == ".pmtiles" else _write_mbtiles)(tmp, _compressed(tiles, stats), meta)
     return {"path": str(path), "tileset": tileset, "minzoom": minzoom, "maxzoom": maxzoom, **stats}
 
 
-def _write_pmtiles(path: Path, tiles, meta: dict) -> dict:
-    count = size = 0
+def _compressed(tiles, stats: dict):
+    """Gzip each tile, as archives store MVT, counting into ``stats``; an empty pyramid is refused."""
+    for z, x, y, data in tiles:
+        payload = gzip.compress(data, compresslevel=6, mtime=0)
+        stats["tiles"] += 1
+        stats["bytes"] += len(payload)
+        yield z, x, y, payload
+    if not stats["tiles"]:
+        raise TileError("no tile in the range has any feature: nothing to write")
+
+
+def _write_pmtiles(path: Path, tiles, meta: dict) -> None:
     with open(path, "wb") as handle:
         writer = Writer(handle)
-        for z, x, y, data in tiles:
-            payload = gzip.compress(data, compresslevel=6, mtime=0)
+        for z, x, y, payload in tiles:
             writer.write_tile(zxy_to_tileid(z, x, y), payload)
-            count, size = count + 1, size + len(payload)
-        if not count:
-            raise TileError("no tile in the range has any feature: nothing to write")
         west, south, east, north = meta["bounds"]
         e7 = lambda v: round(v * 1e7)
         writer.finalize({
@@ -290,21 +283,15 @@ def _write_pmtiles(path: Path, tiles, meta: dict) -> dict:
             "min_lon_e7": e7(west), "min_lat_e7": e7(south), "max_lon_e7": e7(east), "max_lat_e7": e7(north),
             "center_zoom": meta["center"][2], "center_lon_e7": e7(meta["center"][0]),
             "center_lat_e7": e7(meta["center"][1])}, meta)
-    return {"tiles": count, "bytes": size}
 
 
-def _write_mbtiles(path: Path, tiles, meta: dict) -> dict:
-    count = size = 0
+def _write_mbtiles(path: Path, tiles, meta: dict) -> None:
     with sqlite3.connect(path) as db:
         db.executescript("CREATE TABLE metadata (name TEXT, value TEXT);"
                          "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);"
                          "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);")
-        for z, x, y, data in tiles:
-            payload = gzip.compress(data, compresslevel=6, mtime=0)
-            db.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, (1 << z) - 1 - y, payload))
-            count, size = count + 1, size + len(payload)
-        if not count:
-            raise TileError("no tile in the range has any feature: nothing to write")
+        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
+                       ((z, x, (1 << z) - 1 - y, payload) for z, x, y, payload in tiles))
         rows = {"name": meta["name"], "format": "pbf", "type": "overlay", "version": meta["version"],
                 "description": meta["description"], "attribution": meta["attribution"],
                 "minzoom": str(meta["minzoom"]), "maxzoom": str(meta["maxzoom"]),
@@ -312,7 +299,6 @@ def _write_mbtiles(path: Path, tiles, meta: dict) -> dict:
                 "json": json.dumps({"vector_layers": meta["vector_layers"], "ttp_atlas": meta["ttp_atlas"]})}
         db.executemany("INSERT INTO metadata VALUES (?, ?)", rows.items())
     db.close()
-    return {"tiles": count, "bytes": size}
 
 
 class Archive:

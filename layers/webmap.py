@@ -9,7 +9,6 @@ geometry is simplified for the zoom the page opens at (``atlas.generalised``).
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import html
 import math
 import mimetypes
@@ -26,7 +25,7 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, style, tiles, wilayahs
+from layers import catalogue, features, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
@@ -40,10 +39,9 @@ HIDDEN_AT_START = frozenset({"divisions", "zones"})  # in the layer control, unt
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
 BASEMAP_NAME = "Atlas basemap"
-PERIOD_LINKS = ("2022-12-31", "2023-06-30", "2025-12-25")  # the reported structures
 ZONE_KEYS = {None: "none", "north": "north", "south": "south"}
 # One day, as an ISO date or an RFC 3339 date-time (whose date is the day shown).
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+DATE_PATTERN = features.INSTANT_PATTERN  # a map shows one date
 
 
 class MapError(ValueError):
@@ -89,10 +87,6 @@ def asset_mimetype(path: str) -> str:
     return mimetypes.guess_type(path)[0] or "application/octet-stream"
 
 
-def vendor_version(package: str) -> str:
-    return VENDOR[package].VERSION
-
-
 def _data_uri(path: Path) -> str:
     return f"data:{asset_mimetype(path.name)};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
@@ -132,6 +126,11 @@ def _source_item(source: dict) -> str:
     return f"<li>{link}, {html.escape(source['publisher'])}, {html.escape(source['date'] or 'undated')}</li>"
 
 
+def display_name(props: dict) -> str:
+    """The name a reader sees: a low-confidence extension says so."""
+    return props["name"] + (" (possible extension)" if props.get("part") == "extension" else "")
+
+
 def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
     """What a caption needs about a claimed feature: name, zone, period, confidence, members, sources."""
     esc = html.escape
@@ -149,7 +148,7 @@ def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
         rows.append(("Units", ", ".join(names.get(w, w) for w in props["wilayahs"])))
         extra = ""
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    title = props["name"] + (" (possible extension)" if props.get("part") == "extension" else "")
+    title = display_name(props)
     return (f'<div class="atlas-popup"><h3>{esc(title)}</h3><table>{table}</table>{extra}'
             f'<p class="caveat">{esc(props.get("caveat") or catalogue.CAVEAT)}</p></div>')
 
@@ -163,13 +162,12 @@ def layer_features(atlas, layer_id: str, as_of: str) -> list[dict]:
     entry = catalogue.layer(layer_id)
     everything = atlas.collections[layer_id]["features"]
     geoms = atlas.generalised(layer_id, VIEW_ZOOM)
-    keep = [i for i, f in enumerate(everything) if wilayahs.valid_during(f["properties"], as_of, as_of)]
+    keep = atlas.valid_indices(layer_id, as_of, as_of)
     names = {f["id"]: f["properties"]["name"] for f in atlas.collections["wilayahs"]["features"]}
     features = []
     for i in keep:
         props = everything[i]["properties"]
-        slim = {"tip": html.escape(props["name"] + (" (possible extension)" if props.get("part") == "extension"
-                                                     else ""))}
+        slim = {"tip": html.escape(display_name(props))}
         if entry.claimed:
             slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
                      "popup": popup_html(layer_id, props, names)}
@@ -253,11 +251,10 @@ def legend_html(view: View, attribution: list[str]) -> str:
 
 def date_nav_html(view: View) -> str:
     """Links to the reported structures and a date box; the URL carries ``datetime`` so views can be linked."""
-    labels = {p["from"]: p["label"] for p in wilayah_file()["periods"]}
     current = ' aria-current="true"'
     links = "".join(
-        f'<a href="?datetime={day}"{current if day == view.as_of else ""} '
-        f'title="{html.escape(labels.get(day, day))}">{day}</a>' for day in PERIOD_LINKS)
+        f'<a href="?datetime={p["from"]}"{current if p["from"] == view.as_of else ""} '
+        f'title="{html.escape(p["label"])}">{p["from"]}</a>' for p in wilayah_file()["periods"])
     return (f'<nav class="atlas-dates"><strong>TTP claimed units (not areas of control)</strong> '
             f'<span>Structure as of:</span> {links}'
             f'<form method="get"><input type="date" name="datetime" value="{view.as_of}" aria-label="date">'
@@ -445,11 +442,8 @@ def page_html(atlas, view: View, asset_base: str | None) -> str:
 
 
 def check_date(value: str) -> str:
-    """An ISO date (``YYYY-MM-DD``; a date-time keeps its date); MapError otherwise."""
-    if not re.fullmatch(DATE_PATTERN, value):
-        raise MapError(f"{value!r} is not a date: give one ISO date or RFC 3339 date-time, e.g. 2023-07-01")
+    """The UTC day of one RFC 3339 instant, read as every endpoint reads ``datetime``; MapError otherwise."""
     try:
-        dt.date.fromisoformat(value[:10])
-    except ValueError:
-        raise MapError(f"{value!r} is not a date: give one ISO date, e.g. 2023-07-01") from None
-    return value[:10]
+        return features.parse_instant(value)
+    except features.QueryError as error:
+        raise MapError(f"{value!r} is not a date: give {error.valid}") from None

@@ -122,10 +122,15 @@ def valid_during(properties: dict, start: str | None, end: str | None) -> bool:
     return not (start is not None and valid_to is not None and valid_to < start)
 
 
+def valid_indices(features: list[dict], start: str | None, end: str | None) -> list[int]:
+    """Positions of the features valid during [start, end] (None: open), to index aligned geometry."""
+    return [i for i, f in enumerate(features) if valid_during(f["properties"], start, end)]
+
+
 def select(features: list[dict], start: str | None, end: str | None = None) -> list[dict]:
     """The features valid at a date (``end`` omitted) or during an interval; ``None`` leaves it open.
 
     ``select(wilayahs, "2023-03-01")`` is the 9-unit structure; ``"2023-07-01"`` the 12-unit one.
     """
     end = start if end is None and start is not None else end
-    return [f for f in features if valid_during(f["properties"], start, end)]
+    return [features[i] for i in valid_indices(features, start, end)]

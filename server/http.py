@@ -9,11 +9,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import math
 from collections.abc import Iterable
 from functools import lru_cache
 
 from flask import Response, current_app, request
+
+from geo import paper
 
 PROBLEM_JSON = "application/problem+json"
 GEOJSON = "application/geo+json"
@@ -83,17 +84,10 @@ def bbox_param(args: dict, name: str = "bbox") -> tuple[float, float, float, flo
     raw = args.get(name)
     if raw is None:
         return None
-    valid = "four comma-separated numbers minx,miny,maxx,maxy in CRS84 (lon -180..180, lat -90..90, min <= max)"
     try:
-        values = [float(v) for v in raw.split(",")]
-    except ValueError:
-        raise bad_parameter(name, raw, valid) from None
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise bad_parameter(name, raw, valid)
-    minx, miny, maxx, maxy = values
-    if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
-        raise bad_parameter(name, raw, valid)
-    return minx, miny, maxx, maxy
+        return paper.parse_bbox(raw, allow_point=True)
+    except paper.InvalidValue as error:
+        raise bad_parameter(name, raw, error.valid) from None
 
 
 # --- responses -------------------------------------------------------------------------------
@@ -135,10 +129,3 @@ def base_url() -> str:
     """The public base URL (configured for deployments behind a proxy), without a trailing slash."""
     return (current_app.config.get("BASE_URL") or request.host_url).rstrip("/")
 
-
-def wants_html(args: dict) -> bool:
-    """HTML for ``f=html`` or a browser's Accept header; JSON otherwise."""
-    if "f" in args:
-        return args["f"] == "html"
-    best = request.accept_mimetypes.best_match(["application/json", "application/geo+json", "text/html"])
-    return best == "text/html"

@@ -65,10 +65,9 @@ def _coordinate(name: str, raw: str) -> int:
 def _period(args: dict) -> tuple[str | None, str | None]:
     """The RFC 3339 instant or interval, read as the features API reads it; today when absent."""
     try:
-        period = layer_features.parse_datetime(args.get("datetime"))
+        return layer_tiles.parse_datetime(args.get("datetime"))
     except layer_features.QueryError as error:
         raise bad_parameter("datetime", error.value, error.valid) from None
-    return period or layer_tiles.parse_datetime(None)
 
 
 @blueprint.get("/tiles/<tileset>/<z>/<x>/<name>")
@@ -197,7 +196,7 @@ def cmd_tiles(args) -> None:
         atlas = store.ensure_build(args.build, args.data)
         info = layer_tiles.write_archive(layer_tiles.TileSource(atlas), args.out, args.tileset, args.minzoom,
                                          args.maxzoom, period)
-    except layer_tiles.TileError as error:
+    except (layer_tiles.TileError, layer_features.QueryError) as error:
         raise UsageError(str(error)) from None
     print(f"wrote {info['tiles']} tiles ({info['bytes']} bytes, zooms {info['minzoom']}-{info['maxzoom']}, "
           f"tileset {info['tileset']}) to {info['path']}")

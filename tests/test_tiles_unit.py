@@ -16,6 +16,7 @@ from pmtiles.reader import MmapSource, Reader
 
 from geo import tiles as geotiles
 from layers import catalogue, style
+from layers.features import QueryError
 from layers import tiles as layer_tiles
 from layers.wilayahs import valid_during
 
@@ -196,7 +197,7 @@ def test_parse_datetime(raw, period):
 
 @pytest.mark.parametrize("raw", ["yesterday", "2023-13-01", "2023-05-01/2023-01-01", "a/b/c", ".."])
 def test_parse_datetime_refuses(raw):
-    with pytest.raises(layer_tiles.TileError, match="datetime"):
+    with pytest.raises(QueryError, match="datetime"):
         layer_tiles.parse_datetime(raw)
 
 
