@@ -4,14 +4,15 @@ PYTHON ?= python3
 SHARED_DATA := $(abspath ../shared/data/boundaries)
 export TTP_ATLAS_DATA ?= $(if $(wildcard $(SHARED_DATA)/PROVENANCE.md),$(SHARED_DATA),$(HOME)/.cache/ttp-atlas/boundaries)
 export TTP_ATLAS_BUILD ?= build
-APT_PACKAGES := chromium chromium-driver poppler-utils nginx wrk fonts-dejavu-core
+# qgis/python3-qgis/gdal-bin: the GIS clients the tests load the service in (Debian's system python3 runs PyQGIS)
+APT_PACKAGES := chromium chromium-driver poppler-utils nginx wrk fonts-dejavu-core qgis python3-qgis gdal-bin
 STAMP := .make
 
-.PHONY: run test install system-deps data build serve bench clean
+.PHONY: run test install system-deps node-deps data build serve bench clean
 
 run: install data build serve
 
-test: install system-deps data
+test: install system-deps node-deps data
 	$(PYTHON) -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$status
 
 install: $(STAMP)/install
@@ -27,6 +28,13 @@ $(STAMP)/system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
 	@mkdir -p $(STAMP) && touch $@
+
+# npm packages the tests use: the MapLibre style-spec validator (installed under .make/node).
+NODE_PACKAGES := @maplibre/maplibre-gl-style-spec@26
+node-deps: $(STAMP)/node-deps
+$(STAMP)/node-deps:
+	@mkdir -p $(STAMP)/node && npm install -q --no-audit --no-fund --prefix $(STAMP)/node $(NODE_PACKAGES)
+	@touch $@
 
 # Check the boundary data (download it from the upstream publishers when it is not there).
 data: install
