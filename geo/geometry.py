@@ -55,6 +55,31 @@ def largest_overlap(geoms: Sequence, candidates: Sequence) -> np.ndarray:
     return best
 
 
+TOUCH = 1e-7  # degrees (about 1 cm): overlays move shared vertices by less, so edges within it are shared
+
+
+def refit(neighbours: Sequence, old: shapely.Geometry, new: shapely.Geometry) -> np.ndarray:
+    """The neighbours of a polygon whose outline ``old`` is replaced by ``new`` (two sources' borders).
+
+    Each neighbour loses what ``new`` covers and gains the slivers of ``old`` that ``new`` leaves, each
+    to the neighbour sharing most of its edge (slivers touching no neighbour, e.g. along a coast, are
+    dropped): the result has no overlaps with ``new`` and no slivers between them, so one border is drawn.
+    """
+    neighbours = np.array(neighbours, dtype=object)
+    near = shapely.STRtree(neighbours).query(shapely.union(old, new), predicate="intersects")
+    if near.size == 0:
+        return neighbours
+    slivers = shapely.get_parts(shapely.difference(old, new))
+    reach = shapely.buffer(neighbours[near], TOUCH)
+    shared = np.array([[shapely.length(shapely.intersection(shapely.boundary(s), r)) for r in reach]
+                       for s in slivers]).reshape(len(slivers), len(near))
+    owner = np.where(shared.max(axis=1) > 0, shared.argmax(axis=1), -1)
+    for k, i in enumerate(near):
+        grown = shapely.union_all([neighbours[i], *slivers[owner == k]])
+        neighbours[i] = polygonal(shapely.difference(grown, new))
+    return neighbours
+
+
 def polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     """Keep only the polygons of a geometry (make_valid and overlays can leave lines and points)."""
     if shapely.get_type_id(geom) in (3, 6):

@@ -235,16 +235,40 @@ def civil_layers(root: Path, config: dict) -> tuple[dict[str, list[dict]], list[
             "split": str(entry["split"]) if entry.get("split") else None,
             "province": d["province"], "division": d["division"], **cod}})
 
-    world = readers.countries(root)
-    wanted = world[world.id.isin(config["countries"]) | (world.name == "Siachen Glacier")]
-    ne = _caption(("natural-earth",))
-    layers["countries"] = []
-    for row in wanted.sort_values("name").itertuples():
-        iso = row.id if isinstance(row.id, str) else None  # Siachen Glacier has no ISO code
-        fid = iso or slug(row.name)
-        layers["countries"].append({"id": fid, "geometry": row.geometry, "properties": {
-            "id": fid, "name": row.name, "pcode": None, "iso_numeric": iso, **ne}})
+    layers["countries"] = country_features(readers.countries(root), geometry.union(adm1.geometry.values))
     return layers, districts
+
+
+PAKISTAN = "586"  # ISO 3166-1 numeric
+
+
+def country_features(world: gpd.GeoDataFrame, pakistan: shapely.Geometry) -> list[dict]:
+    """Every Natural Earth country, with one outline of Pakistan: COD-AB's (the union of its provinces).
+
+    The neighbours are refitted to it (``geometry.refit``), so Natural Earth's and COD-AB's borders,
+    kilometres apart, draw neither a double line nor a sliver. Features without an ISO code (Siachen
+    Glacier, Kosovo, ...) take their name's slug as id.
+    """
+    world = world.sort_values("name", kind="stable")
+    is_pakistan = (world.id == PAKISTAN).to_numpy()
+    shapes = np.array([geometry.polygonal(g) for g in world.geometry.values], dtype=object)
+    neighbours = shapes[~is_pakistan]
+    refitted = geometry.refit(neighbours, shapes[is_pakistan][0], pakistan)
+    moved = np.zeros(len(shapes), dtype=bool)
+    moved[~is_pakistan] = [a is not b for a, b in zip(refitted, neighbours, strict=True)]
+    shapes[~is_pakistan], shapes[is_pakistan] = refitted, pakistan
+    captions = {False: _caption(("natural-earth",)), True: _caption(("natural-earth", "cod-ab"))}
+    iso = [i if isinstance(i, str) else None for i in world.id]
+    largest = {}  # an ISO code shared by several features (Australia and Ashmore) stays with the largest
+    for k in np.argsort(-shapely.area(shapes), kind="stable"):
+        largest.setdefault(iso[k], k)
+    features = []
+    for k, (name, shape) in enumerate(zip(world.name, shapes, strict=True)):
+        fid = iso[k] if iso[k] and largest[iso[k]] == k else slug(name)
+        caption = _caption(("cod-ab",)) if is_pakistan[k] else captions[bool(moved[k])]
+        features.append({"id": fid, "geometry": shape, "properties": {
+            "id": fid, "name": name, "pcode": None, "iso_numeric": iso[k], **caption}})
+    return features
 
 
 def snap_layers(layers: dict[str, list[dict]]) -> None:

@@ -27,8 +27,10 @@ class Layer:
 
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("countries", "Countries", "Pakistan and its neighbours, for context (Natural Earth 1:50m).",
-          ("natural-earth",)),
+    Layer("countries", "Countries",
+          "Every country, for context (Natural Earth 1:50m); Pakistan is drawn with OCHA COD-AB's outline "
+          "(the union of its provinces) and its neighbours are fitted to it, so there is one border.",
+          ("natural-earth", "cod-ab")),
     Layer("provinces", "Provinces and territories",
           "Pakistan's provinces and territories, including Azad Jammu and Kashmir, Gilgit-Baltistan "
           "and Islamabad Capital Territory (OCHA COD-AB).", ("cod-ab",)),

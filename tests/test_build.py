@@ -91,6 +91,28 @@ def test_every_feature_carries_caption_fields(atlas):
                                      "division": "Peshawar"} == district["properties"]
 
 
+def test_countries_are_every_country_with_one_outline_of_pakistan(atlas, data_root):
+    countries = atlas.features("countries")
+    shapes = geoms(atlas, "countries")
+    assert len(countries) == len(readers.countries(data_root)) == 241
+    assert len({f["id"] for f in countries}) == len(countries)
+    names = {f["properties"]["name"] for f in countries}
+    assert {"Nepal", "Kazakhstan", "Uzbekistan", "Oman", "Bangladesh", "Brazil", "Siachen Glacier"} <= names
+    pakistan = shapes[[f["id"] for f in countries].index(build.PAKISTAN)]
+    provinces = shapely.union_all(geoms(atlas, "provinces"))
+    assert geometry.area_km2([shapely.symmetric_difference(pakistan, provinces)])[0] < KM2
+    others = np.array([s for f, s in zip(countries, shapes, strict=True) if f["id"] != build.PAKISTAN])
+    overlaps = geometry.area_km2(shapely.intersection(others, pakistan))
+    assert overlaps.max() < KM2, overlaps.max()
+    # no sliver between Natural Earth's neighbours and COD-AB's Pakistan: holes along the border
+    touching = others[shapely.STRtree(others).query(pakistan, predicate="intersects")]
+    assert len(touching) == 5  # Afghanistan, China, India, Iran and the rest of NE's Siachen Glacier
+    union = shapely.union_all([*touching, pakistan])
+    holes = [shapely.Polygon(ring) for part in shapely.get_parts(union) for ring in part.interiors]
+    gaps = geometry.area_km2([h for h in holes if shapely.intersects(h, pakistan)]).sum()
+    assert gaps < 0.5, gaps  # about 0.16 km² along 6,800 km of border, from rounding to 6 decimals
+
+
 def test_districts_tile_their_province(atlas):
     districts = atlas.features("districts")
     shapes = geoms(atlas, "districts")

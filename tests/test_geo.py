@@ -45,6 +45,18 @@ def test_split_pieces_tile_the_parent_exactly():
     assert piece.intersection(remainder).area == 0
 
 
+def test_refit_removes_overlaps_and_gives_slivers_to_the_neighbour():
+    old = shapely.box(0, 0, 1, 1)
+    new = shapely.Polygon([(0, 0), (1.1, 0), (0.9, 1), (0, 1)])  # another source's border: overlap and sliver
+    east, far = shapely.box(1, 0, 2, 1), shapely.box(5, 5, 6, 6)
+    fitted = geometry.refit([east, far], old, new)
+    assert fitted[1] is far
+    assert shapely.intersection(fitted[0], new).area < 1e-12
+    assert shapely.union_all([fitted[0], new]).equals(shapely.box(0, 0, 2, 1))  # no sliver left
+    coastal = geometry.refit([far], old, new)  # a sliver touching no neighbour is dropped (sea)
+    assert coastal[0] is far
+
+
 def test_for_output_snaps_and_orients():
     clockwise = shapely.Polygon([(0, 0), (0, 1.1234567), (1, 1), (1, 0)])
     (out,) = geometry.for_output([clockwise])
