@@ -21,7 +21,12 @@ PAPER_SIZES_MM = {
     "Tabloid": (279.4, 431.8),
 }
 ORIENTATIONS = ("landscape", "portrait")
-MIN_SIDE_MM, MAX_SIDE_MM = 50.0, 1189.0  # a postcard's edge .. A0's long side
+# A custom size's sides: from the smallest sheet whose margins still leave room for the map frame, title,
+# legend and locator (the layout of layers.export) to A0's long side, and a strip at most 10 times as
+# long as it is wide (a longer strip leaves the frame no height).
+MIN_SIDE_MM, MAX_SIDE_MM, MAX_ASPECT = 100.0, 1189.0, 10.0
+
+
 class InvalidValue(ValueError):
     """A value the arithmetic cannot use: ``option``, ``value`` and what would be ``valid``."""
 
@@ -30,11 +35,12 @@ class InvalidValue(ValueError):
         self.option, self.value, self.valid = option, value, valid
 
 
-_CUSTOM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*mm\s*$", re.IGNORECASE)
+_CUSTOM = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*[x×]\s*([0-9]+(?:\.[0-9]+)?)\s*mm\s*$", re.IGNORECASE | re.ASCII)
 
 
 def valid_sizes() -> str:
-    return f"one of {', '.join(PAPER_SIZES_MM)} or WxHmm (e.g. 300x200mm, sides {MIN_SIDE_MM:g}..{MAX_SIDE_MM:g} mm)"
+    return (f"one of {', '.join(PAPER_SIZES_MM)} or WxHmm (e.g. 300x200mm, sides {MIN_SIDE_MM:g}..{MAX_SIDE_MM:g} mm, "
+            f"the long side at most {MAX_ASPECT:g} times the short one)")
 
 
 def paper_size(name: str, orientation: str | None = None) -> tuple[float, float]:
@@ -53,7 +59,8 @@ def paper_size(name: str, orientation: str | None = None) -> tuple[float, float]
         width, height = float(custom[1]), float(custom[2])
     else:
         raise InvalidValue("size", name, valid_sizes())
-    if not all(MIN_SIDE_MM <= side <= MAX_SIDE_MM for side in (width, height)):
+    if not all(MIN_SIDE_MM <= side <= MAX_SIDE_MM for side in (width, height)) \
+            or max(width, height) > MAX_ASPECT * min(width, height):
         raise InvalidValue("size", name, valid_sizes())
     if orientation is None:
         return width, height
@@ -76,17 +83,19 @@ def figure_inches(size_px: tuple[int, int], dpi: float) -> tuple[float, float]:
     return side(size_px[0]), side(size_px[1])
 
 
+# A plain decimal number in ASCII: float() would also take "1_0", Arabic-Indic digits, "nan" and "inf".
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
 def parse_bbox(text: str, allow_point: bool = False) -> tuple[float, float, float, float]:
     """A lon/lat box ``minx,miny,maxx,maxy``: four finite numbers in range, min < max (min <= max with
     ``allow_point``, as OGC API bbox filters allow). InvalidValue otherwise."""
     order = "<=" if allow_point else "<"
     valid = f"four comma-separated numbers minx,miny,maxx,maxy (lon -180..180, lat -90..90, min {order} max)"
-    try:
-        values = tuple(float(v) for v in str(text).split(","))
-    except ValueError:
-        raise InvalidValue("bbox", text, valid) from None
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+    parts = str(text).split(",")
+    if len(parts) != 4 or not all(_NUMBER.fullmatch(part.strip()) for part in parts):
         raise InvalidValue("bbox", text, valid)
+    values = tuple(float(part) for part in parts)
     minx, miny, maxx, maxy = values
     ordered = (minx <= maxx and miny <= maxy) if allow_point else (minx < maxx and miny < maxy)
     if not (ordered and -180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import shapely
 
@@ -95,6 +96,37 @@ class Atlas:
         return [d["attribution"] for k, d in self.manifest["datasets"].items() if k in keys]
 
 
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+def manifest_schema() -> dict:
+    """What the server reads from ``manifest.json``: every key it uses, and a sha256 for every file."""
+    layer = {"type": "object", "required": ["file", "features", "bbox", "sha256"], "properties": {
+        "file": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+\.geojson$"},
+        "features": {"type": "integer", "minimum": 0},
+        "bbox": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
+        "sha256": SHA256}}
+    dataset = {"type": "object", "required": ["title", "licence", "attribution"],
+               "properties": {key: {"type": "string"} for key in ("title", "licence", "attribution")}}
+    files = [build.GEOPACKAGE, generalise.GENERALISED_FILE]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object", "required": ["build_id", "layers", "datasets", "files_sha256"], "properties": {
+            "build_id": {"type": "string", "minLength": 1},
+            "layers": {"type": "object", "required": list(catalogue.LAYER_IDS), "additionalProperties": layer},
+            "datasets": {"type": "object", "minProperties": 1, "additionalProperties": dataset},
+            "files_sha256": {"type": "object", "required": files, "additionalProperties": SHA256,
+                             "propertyNames": {"pattern": "^[A-Za-z0-9_.-]+$"}}}}
+
+
+def check_manifest(manifest, manifest_path: Path) -> None:
+    """BuildUnusable naming the file, the key and the fault, for the first fault the schema finds."""
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(manifest_schema()).iter_errors(manifest))
+    if error is not None:
+        raise BuildUnusable(f"{manifest_path}: {error.json_path}: {error.message}: rebuild with "
+                            f"`ttp-atlas build --out {manifest_path.parent}`")
+
+
 def open_build(root: Path) -> Atlas:
     """Load a build, refusing it whole if any layer is missing or differs from the manifest."""
     root = Path(root)
@@ -103,13 +135,14 @@ def open_build(root: Path) -> Atlas:
         raise BuildUnusable(f"no build in {root} (no {build.MANIFEST}): run `ttp-atlas build --out {root}`")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        expected = manifest["layers"]
-    except (ValueError, KeyError) as error:
+    except ValueError as error:
         raise BuildUnusable(f"corrupt {manifest_path} ({error}): rebuild with `ttp-atlas build --out {root}`") from None
+    check_manifest(manifest, manifest_path)
+    expected = manifest["layers"]
     collections, geometries = {}, {}
     for layer_id in catalogue.LAYER_IDS:
-        path = root / f"{layer_id}.geojson"
-        if layer_id not in expected or not path.is_file():
+        path = root / expected[layer_id]["file"]
+        if not path.is_file():
             raise BuildUnusable(f"build in {root} lacks layer {layer_id}: rebuild with `ttp-atlas build --out {root}`")
         payload = path.read_bytes()
         if hashlib.sha256(payload).hexdigest() != expected[layer_id]["sha256"]:
@@ -119,7 +152,7 @@ def open_build(root: Path) -> Atlas:
         geometries[layer_id] = shapely.get_parts(shapely.from_geojson(payload))
         if len(geometries[layer_id]) != len(collections[layer_id]["features"]):
             raise BuildUnusable(f"{path} has features without geometry: rebuild it")
-    for name, digest in manifest.get("files_sha256", {}).items():
+    for name, digest in manifest["files_sha256"].items():
         if not (root / name).is_file() or datasets.sha256_file(root / name) != digest:
             raise BuildUnusable(f"{root / name} is missing or does not match {build.MANIFEST}: rebuild it")
     return Atlas(root, manifest, collections, geometries)

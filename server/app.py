@@ -14,13 +14,14 @@ from layers import store
 from server.http import Problem, problem_response
 
 # Each module is one feature's HTTP face: a ``blueprint`` and, for the CLI, ``add_commands``.
-FEATURE_MODULES = ("server.features", "server.maps", "server.tiles", "server.exports")
+FEATURE_MODULES = ("server.features", "server.maps", "server.tiles", "server.exports", "server.styles")
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_URL_LENGTH = 4096
 
 # Settings and the environment variables that set them (documented in the README).
 SETTINGS = {
     "BASE_URL": ("TTP_ATLAS_BASE_URL", ""),
+    "ALLOWED_HOSTS": ("TTP_ATLAS_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]"),
     "CORS_ORIGINS": ("TTP_ATLAS_CORS_ORIGINS", "*"),
     "CACHE_MAX_AGE": ("TTP_ATLAS_CACHE_MAX_AGE", "3600"),
     "BASEMAP_URL": ("TTP_ATLAS_BASEMAP_URL", ""),
@@ -61,6 +62,8 @@ def create_app(atlas: store.Atlas, **overrides) -> Flask:
     def guard():
         if request.method not in ALLOWED_METHODS:
             raise Problem(405, "Method not allowed", f"{request.method} is not allowed; use GET, HEAD or OPTIONS")
+        if "\x00" in request.path:  # no file or name holds one; os.stat would raise on it
+            raise Problem(404, "Not found", "a path with a NUL character names nothing")
         if len(request.full_path) > MAX_URL_LENGTH:
             raise Problem(414, "URI too long", f"the request URL is longer than {MAX_URL_LENGTH} characters")
         if request.method == "OPTIONS":
@@ -70,6 +73,8 @@ def create_app(atlas: store.Atlas, **overrides) -> Flask:
     @app.after_request
     def headers(response: Response) -> Response:
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if "accept_mimetypes" in request.__dict__:  # werkzeug parses Accept once, when an endpoint negotiates
+            response.vary.update(("Accept", "Accept-Encoding"))
         if response.mimetype == "text/html":
             response.headers["Content-Security-Policy"] = content_security_policy(app.config["BASEMAP_URL"])
         origins = app.config["CORS_ORIGINS"]
@@ -78,7 +83,7 @@ def create_app(atlas: store.Atlas, **overrides) -> Flask:
             response.headers["Access-Control-Allow-Origin"] = "*"
         elif origin and origin in origins.split(","):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers.add("Vary", "Origin")
+            response.vary.add("Origin")
         response.headers["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
         response.headers["Access-Control-Expose-Headers"] = "ETag, Link"
         return response

@@ -14,13 +14,16 @@ from pathlib import Path
 from geo import datasets
 from layers import build, store
 from layers.wilayahs import WilayahDataError
+from server.http import ConfigError
+from server.serving import ServeError
 
 
 class UsageError(RuntimeError):
     """A bad value given on the command line; the message says what would be valid."""
 
 
-USER_ERRORS = (UsageError, datasets.DataError, build.BuildError, store.BuildUnusable, WilayahDataError)
+USER_ERRORS = (UsageError, datasets.DataError, build.BuildError, store.BuildUnusable, WilayahDataError, ConfigError,
+               ServeError)
 
 
 def cmd_build(args) -> None:
@@ -38,7 +41,8 @@ def cmd_data(args) -> None:
 def cmd_serve(args) -> None:
     from server import serving
 
-    serving.run(args.build, args.data, host=args.host, port=args.port, workers=args.workers)
+    serving.run(args.build, args.data, host=args.host, port=args.port, workers=args.workers,
+                proxy=not args.no_proxy)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,11 +60,15 @@ def parser() -> argparse.ArgumentParser:
                                help=f"build folder to write (same as --build; default: ${store.BUILD_ENV} or build/)")
     build_command.set_defaults(run=cmd_build)
     commands.add_parser("data", parents=[common], help="download and check the boundary data into --data").set_defaults(run=cmd_data)
-    serve = commands.add_parser("serve", parents=[common], help="serve the layers with gunicorn (builds first if needed)")
+    serve = commands.add_parser("serve", parents=[common],
+                                help="serve the layers: nginx in front of gunicorn (builds first if needed)")
     serve.add_argument("--host", default=os.environ.get("TTP_ATLAS_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=int(os.environ.get("TTP_ATLAS_PORT", "8000")))
     serve.add_argument("--workers", type=int, default=int(os.environ.get("TTP_ATLAS_WORKERS", "0")),
                        help="worker processes (default: 2 x CPUs + 1)")
+    serve.add_argument("--no-proxy", action="store_true", default=os.environ.get("TTP_ATLAS_NO_PROXY", "") == "1",
+                       help="serve gunicorn directly, without the nginx front end (debugging only: slow "
+                            "clients can then hold every worker thread; default: $TTP_ATLAS_NO_PROXY=1)")
     serve.set_defaults(run=cmd_serve)
     for module in feature_modules():
         module.add_commands(commands, common)
@@ -68,7 +76,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except ConfigError as error:  # a bad setting read when the feature modules load
+        print(f"ttp-atlas: error: {error}", file=sys.stderr)
+        return 2
     try:
         args.run(args)
     except USER_ERRORS as error:

@@ -7,14 +7,25 @@ value is a 400 problem document (HTTP) or a one-line error with exit 2 (CLI), na
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+import threading
 from pathlib import Path
 
 from flask import Blueprint, current_app
 
 from layers import catalogue, export, store
 from server import openapi as oas
-from server.http import bad_parameter, not_found, params, respond
+from server.http import (
+    RETRY_AFTER_SECONDS,
+    ByteCache,
+    Problem,
+    bad_parameter,
+    budget_from_env,
+    number_from_env,
+    not_found,
+    params,
+    release_free_memory,
+    respond,
+)
 
 blueprint = Blueprint("exports", __name__)
 
@@ -26,10 +37,25 @@ def filename(options: export.Options, fmt: str) -> str:
     return f"ttp-atlas-{options.date}.{fmt}"
 
 
-@lru_cache(maxsize=8)
-def _export(build_id: str, options: export.Options, fmt: str) -> bytes:
-    """Rendered maps by options: a report that embeds the same URL twice is drawn once."""
-    return export.export(current_app.extensions["atlas"], options, fmt)
+EXPORT_CACHE_ENV = "TTP_ATLAS_EXPORT_CACHE_MB"
+RENDERS_ENV, WAIT_ENV = "TTP_ATLAS_EXPORT_RENDERS", "TTP_ATLAS_EXPORT_WAIT"
+# Rendered maps by (build, options, format): a report that embeds the same URL twice is drawn once.
+_EXPORTS = ByteCache(budget_from_env(EXPORT_CACHE_ENV, 128))
+# A render holds its whole raster (A3 at 600 dpi: about 300 MB) until it is encoded: per worker, at most
+# this many at once; a request that cannot start one within the wait gets a 503 with Retry-After.
+_RENDERS = threading.BoundedSemaphore(max(1, number_from_env(RENDERS_ENV, 1, "a whole number of renders, 1 or more")))
+RENDER_WAIT_SECONDS = number_from_env(WAIT_ENV, 30, "a whole number of seconds")
+
+
+def _render(atlas: store.Atlas, options: export.Options, fmt: str) -> bytes:
+    if not _RENDERS.acquire(timeout=RENDER_WAIT_SECONDS):
+        raise Problem(503, "Busy", f"every map renderer is busy; retry in {RETRY_AFTER_SECONDS} s",
+                      headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    try:
+        return export.export(atlas, options, fmt)
+    finally:
+        _RENDERS.release()
+        release_free_memory()
 
 
 @blueprint.get("/export.<fmt>")
@@ -42,7 +68,7 @@ def export_map(fmt: str):
         options = export.parse_options(atlas, **args)
     except export.ExportOptionError as error:
         raise bad_parameter(error.option, error.value, error.valid) from None
-    body = _export(atlas.build_id, options, fmt)
+    body = _EXPORTS.get_or_make((atlas.build_id, options, fmt), lambda: _render(atlas, options, fmt))
     return respond(body, export.FORMATS[fmt],
                    headers={"Content-Disposition": f'inline; filename="{filename(options, fmt)}"'})
 

@@ -1,18 +1,26 @@
 """HTTP plumbing shared by every endpoint: problem documents, parameters, caching, compression.
 
 Endpoints stay thin: they validate with ``params``, raise ``Problem`` on bad input, and answer with
-``respond`` (which adds ETag/304, Cache-Control and gzip in one place).
+``respond`` (which adds ETag/304, Cache-Control and gzip in one place). Process caches hold bytes
+within a byte budget (``ByteCache``), so no traffic pattern grows a worker without bound.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import gzip
 import hashlib
 import json
-from collections.abc import Iterable
-from functools import lru_cache
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 
 from flask import Response, current_app, request
+from werkzeug.http import quote_etag, unquote_etag
+from werkzeug.sansio.utils import host_is_trusted
 
 from geo import paper
 
@@ -24,9 +32,10 @@ JSON = "application/json"
 class Problem(Exception):
     """An RFC 9457 problem: raised anywhere in a request, rendered by the app's error handler."""
 
-    def __init__(self, status: int, title: str, detail: str, **extra):
+    def __init__(self, status: int, title: str, detail: str, headers: dict | None = None, **extra):
         super().__init__(detail)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
+        self.headers = headers or {}
 
     def document(self) -> dict:
         return {"type": "about:blank", "title": self.title, "status": self.status, "detail": self.detail,
@@ -35,7 +44,7 @@ class Problem(Exception):
 
 def problem_response(error: Problem) -> Response:
     response = Response(json.dumps(error.document(), ensure_ascii=False), status=error.status,
-                        mimetype=PROBLEM_JSON)
+                        mimetype=PROBLEM_JSON, headers=error.headers)
     if error.status == 405:
         response.headers["Allow"] = "GET, HEAD, OPTIONS"
     return response
@@ -66,17 +75,19 @@ def params(allowed: Iterable[str]) -> dict[str, str]:
     return dict(request.args)
 
 
+# One spelling per integer: ASCII digits, no sign, no leading zero (int() would also take "1_0", " 5",
+# "+5", "٥" and "05", each a separate cache entry for the same answer).
+CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,17}", re.ASCII)
+
+
 def int_param(args: dict, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = args.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_parameter(name, raw, f"an integer from {minimum} to {maximum}") from None
-    if not minimum <= value <= maximum:
-        raise bad_parameter(name, raw, f"an integer from {minimum} to {maximum}")
-    return value
+    valid = f"an integer from {minimum} to {maximum} in ASCII digits, without leading zeros"
+    if not CANONICAL_INT.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise bad_parameter(name, raw, valid)
+    return int(raw)
 
 
 def bbox_param(args: dict, name: str = "bbox") -> tuple[float, float, float, float] | None:
@@ -92,28 +103,113 @@ def bbox_param(args: dict, name: str = "bbox") -> tuple[float, float, float, flo
 
 # --- responses -------------------------------------------------------------------------------
 
-@lru_cache(maxsize=4096)
-def _gzipped(body: bytes) -> bytes:
-    return gzip.compress(body, compresslevel=6, mtime=0)
+# --- byte-budgeted caches ---------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A bad setting in the environment; the message names the variable and what is valid."""
+
+
+def number_from_env(variable: str, default: int, valid: str = "a whole number") -> int:
+    raw = os.environ.get(variable, "").strip() or str(default)
+    if not re.fullmatch(r"[0-9]{1,7}", raw, re.ASCII):
+        raise ConfigError(f"{variable}={raw!r} is invalid: {valid}")
+    return int(raw)
+
+
+def budget_from_env(variable: str, default_mib: int) -> int:
+    """A cache budget in bytes from ``variable`` (MiB, a non-negative integer; 0 disables the cache)."""
+    return number_from_env(variable, default_mib, "a whole number of MiB (0 disables the cache)") * MIB
+
+
+class ByteCache:
+    """A thread-safe LRU cache bounded by the bytes it holds, not by its entry count.
+
+    An entry count bounds nothing when entries range from 100 bytes to 100 MB; the budget does.
+    An entry larger than the whole budget is computed and returned but not kept.
+    """
+
+    def __init__(self, budget: int, size: Callable[[object], int] = len):
+        self.budget, self.size, self.used = budget, size, 0
+        self._entries: OrderedDict[Hashable, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], object]):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+        value = make()  # outside the lock: one slow entry must not hold up the others
+        cost = self.size(value)
+        with self._lock:
+            if cost <= self.budget and key not in self._entries:
+                self._entries[key] = (value, cost)
+                self.used += cost
+                while self.used > self.budget:
+                    self.used -= self._entries.popitem(last=False)[1][1]
+        return value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def release_free_memory() -> None:
+    """Collect cycles now and hand freed heap back to the OS (glibc keeps it otherwise), after work that
+    allocated hundreds of MB at once; cheap once the preloaded atlas is frozen out of the collector."""
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = getattr(ctypes.CDLL(None), "malloc_trim", None)  # glibc only
+RETRY_AFTER_SECONDS = 5
+GZIP_CACHE_ENV = "TTP_ATLAS_GZIP_CACHE_MB"
+_GZIPPED = ByteCache(budget_from_env(GZIP_CACHE_ENV, 64))  # gzip bodies by their identity ETag
 
 
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
 
 
+def encoding_etag(etag: str, encoding: str | None) -> str:
+    """Each encoding of a representation is its own representation with its own strong ETag."""
+    if not encoding:
+        return etag
+    tag, weak = unquote_etag(etag)
+    return quote_etag(f"{tag}-{encoding}", weak)
+
+
+def not_modified(etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2): ``W/"x"`` matches ``"x"``; ``*`` matches."""
+    return request.if_none_match.contains_weak(unquote_etag(etag)[0])
+
+
+def accepts_gzip() -> bool:
+    """Accept-Encoding by its q-values: ``gzip;q=0`` refuses gzip, ``*`` offers it."""
+    return request.accept_encodings["gzip"] > 0
+
+
 def respond(body: bytes, mimetype: str, etag: str | None = None, max_age: int | None = None,
             status: int = 200, headers: dict | None = None) -> Response:
-    """A cacheable response: strong ETag (304 on If-None-Match), Cache-Control, gzip when accepted."""
+    """A cacheable response: an ETag per encoding (304 on a weak If-None-Match match), Cache-Control,
+    gzip when accepted, and ``Vary: Accept-Encoding`` (the app adds ``Accept`` when negotiated on it)."""
     etag = etag or etag_of(body)
     max_age = current_app.config["CACHE_MAX_AGE"] if max_age is None else max_age
-    common = {"ETag": etag, "Cache-Control": f"public, max-age={max_age}", "Vary": "Accept-Encoding",
+    gzipped = len(body) > 1024 and _compressible(mimetype) and accepts_gzip()
+    encoding = "gzip" if gzipped else None
+    common = {"ETag": encoding_etag(etag, encoding), "Cache-Control": f"public, max-age={max_age}",
               **(headers or {})}
-    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
-        return Response(status=304, headers=common)
-    if len(body) > 1024 and "gzip" in request.headers.get("Accept-Encoding", "") and _compressible(mimetype):
-        body = _gzipped(body)
-        common["Content-Encoding"] = "gzip"
-    return Response(body, status=status, mimetype=mimetype, headers=common)
+    if not_modified(common["ETag"]):
+        response = Response(status=304, headers=common)
+    else:
+        if gzipped:
+            body = _GZIPPED.get_or_make(etag, lambda: gzip.compress(body, compresslevel=6, mtime=0))
+            common["Content-Encoding"] = "gzip"
+        response = Response(body, status=status, mimetype=mimetype, headers=common)
+    response.vary.add("Accept-Encoding")
+    return response
 
 
 def _compressible(mimetype: str) -> bool:
@@ -126,6 +222,12 @@ def json_response(obj, mimetype: str = JSON, **kwargs) -> Response:
 
 
 def base_url() -> str:
-    """The public base URL (configured for deployments behind a proxy), without a trailing slash."""
-    return (current_app.config.get("BASE_URL") or request.host_url).rstrip("/")
+    """The prefix of every link, without a trailing slash: the configured public URL; else this request's
+    own origin when its Host is on the allow-list; else "" (links relative to the host), so a forged
+    Host never reaches a link that a shared cache keeps."""
+    configured = current_app.config.get("BASE_URL")
+    if configured:
+        return configured.rstrip("/")
+    allowed = [h.strip() for h in current_app.config["ALLOWED_HOSTS"].split(",") if h.strip()]
+    return request.host_url.rstrip("/") if host_is_trusted(request.host, allowed) else ""
 

@@ -1,8 +1,30 @@
-"""Production serving with gunicorn: the app is loaded once in the arbiter and forked to workers."""
+"""Production serving: nginx in front, gunicorn behind it, both children of ``ttp-atlas serve``.
+
+gunicorn loads the app once and forks its workers (copy-on-write: about 160 MB each instead of a
+full load per worker). A gthread worker gives a thread to every open connection, so slow clients
+(slowloris, slow readers, idle keep-alives) could take every thread; nginx is event-driven and
+buffers whole requests and responses, so a Python thread only ever talks to nginx over a private
+unix socket, for milliseconds. ``--no-proxy`` (or ``TTP_ATLAS_NO_PROXY=1``) serves gunicorn
+directly, for debugging.
+
+Process tree: ``serve`` (supervisor) -> nginx master -> nginx workers, and ``serve`` -> gunicorn
+master -> gunicorn workers. SIGTERM/SIGINT to ``serve`` stops both gracefully; if either dies,
+the other is stopped and ``serve`` exits non-zero.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -10,10 +32,20 @@ from gunicorn.app.base import BaseApplication
 from layers import store
 from server.app import create_app
 
+NO_PROXY_ENV = "TTP_ATLAS_NO_PROXY"
+NGINX_ENV = "TTP_ATLAS_NGINX"  # path of the nginx binary, when not on PATH
+# The largest response nginx may spool to its temp folder for a slow reader (the biggest download
+# is the tehsils layer, about 10 MB; a PDF export of A0 can reach a few hundred MB).
+MAX_SPOOL = "2048m"
 
-def options(host: str, port: int, workers: int) -> dict:
+
+class ServeError(RuntimeError):
+    """nginx is missing, or a part of the service died; the message says which and what to do."""
+
+
+def options(bind: str, workers: int, behind_proxy: bool) -> dict:
     return {
-        "bind": f"{host}:{port}",
+        "bind": bind,
         "workers": workers or multiprocessing.cpu_count() * 2 + 1,
         "preload_app": True,  # load the layers once; workers share them copy-on-write
         "worker_class": "gthread",  # threads overlap socket I/O: about 2.3x the warm-tile throughput of sync
@@ -21,11 +53,15 @@ def options(host: str, port: int, workers: int) -> dict:
         "timeout": 60,
         "graceful_timeout": 20,
         "keepalive": 5,
-        "accesslog": "-",
+        "accesslog": None if behind_proxy else "-",  # behind nginx, nginx logs each request with the client
         "errorlog": "-",
         "limit_request_line": 8190,
         "limit_request_fields": 100,
         "max_requests": 0,
+        "control_socket_disable": True,  # one shared path per user: parallel servers would take each other's
+        # Only X-Forwarded-Proto, and only from a trusted peer: the unix socket (nginx alone can reach
+        # it) or, with --no-proxy, gunicorn's default forwarded_allow_ips (loopback).
+        "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"},
     }
 
 
@@ -42,7 +78,177 @@ class AtlasServer(BaseApplication):
         return self.application
 
 
-def run(build_root: Path, data_root: Path, host: str, port: int, workers: int) -> None:
+def nginx_config(work: Path, listen: str, upstream: Path) -> str:
+    """nginx as a buffering front end: it holds slow and idle clients, gunicorn sees whole requests."""
+    user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would otherwise be 'nobody'
+    problems = {400: "Bad request", 408: "Request timeout", 413: "Request too large", 414: "URI too long",
+                494: "Request headers too large", 502: "Bad gateway", 503: "Service unavailable",
+                504: "Gateway timeout"}
+    error_pages = "\n".join(f"        error_page {code} /_problem/{code};" for code in problems)
+    problem_locations = "\n".join(
+        f"        location = /_problem/{code} {{ internal; default_type application/problem+json; "
+        f"add_header X-Content-Type-Options nosniff always; "
+        f"return {400 if code == 494 else code} '{{\"type\":\"about:blank\",\"title\":\"{title}\","
+        f"\"status\":{400 if code == 494 else code},\"detail\":\"{title.lower()}\"}}'; }}"
+        for code, title in problems.items())
+    return f"""
+{user}
+worker_processes auto;
+worker_rlimit_nofile 16384;
+pid {work}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 8192; }}
+http {{
+    log_format atlas '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time "$http_user_agent"';
+    access_log /dev/stdout atlas;
+    server_tokens off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    # slow clients: nginx, not a Python thread, waits for them, and only so long
+    client_header_timeout 10s;
+    client_body_timeout 10s;
+    send_timeout 30s;
+    keepalive_timeout 15s;
+    keepalive_requests 1000;
+    reset_timedout_connection on;
+    client_max_body_size 1k;  # the service takes no request bodies
+    large_client_header_buffers 4 16k;
+    # whole requests in, whole responses out: gunicorn is done with a request in milliseconds
+    proxy_request_buffering on;
+    proxy_buffering on;
+    proxy_buffer_size 16k;
+    proxy_buffers 64 16k;
+    proxy_busy_buffers_size 64k;
+    proxy_max_temp_file_size {MAX_SPOOL};
+    proxy_temp_file_write_size 256k;
+    proxy_connect_timeout 5s;
+    proxy_read_timeout 120s;
+    upstream atlas {{ server unix:{upstream}; }}
+    server {{
+        listen {listen} backlog=4096;
+        location / {{
+            proxy_pass http://atlas;
+            proxy_redirect off;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host "";
+            proxy_set_header X-Forwarded-Protocol "";
+            proxy_set_header X-Forwarded-Ssl "";
+            proxy_set_header Forwarded "";
+        }}
+{error_pages}
+{problem_locations}
+    }}
+}}
+"""
+
+
+def listen_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def nginx_binary() -> str:
+    found = os.environ.get(NGINX_ENV) or shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    if not found:
+        raise ServeError("nginx is not installed: install it (apt-get install nginx) or serve without the "
+                         f"front end (--no-proxy or {NO_PROXY_ENV}=1, for debugging only)")
+    return found
+
+
+def _die_with_parent() -> None:
+    """In a child: SIGTERM when the supervisor dies (even by SIGKILL), so nothing is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if hasattr(libc, "prctl"):
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _fork_gunicorn(app, settings: dict) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    status = 1
+    try:
+        _die_with_parent()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        AtlasServer(app, settings).run()
+        status = 0
+    except SystemExit as done:  # gunicorn's master and its workers all leave through sys.exit
+        status = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
+def _wait_for_socket(path: Path, pid: int, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0]:
+            raise ServeError("gunicorn exited during start (see its message above)")
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+                return
+            except OSError:
+                time.sleep(0.05)
+    raise ServeError(f"gunicorn did not listen on {path} within {seconds:g} s")
+
+
+def _supervise(children: dict[int, str]) -> None:
+    """Wait for the children; on SIGTERM/SIGINT stop both gracefully; if one dies, stop the other."""
+    stopping = []
+    graceful = {"gunicorn": signal.SIGTERM, "nginx": signal.SIGQUIT}
+
+    def stop(*_):
+        stopping.append(True)
+        for pid, name in list(children.items()):
+            try:
+                os.kill(pid, graceful[name])
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    died = None
+    while children:
+        pid, status = os.wait()
+        name = children.pop(pid, None)
+        if name and not stopping:
+            died = f"{name} exited unexpectedly (status {os.waitstatus_to_exitcode(status)})"
+            stop()
+    if died:
+        raise ServeError(f"{died}: the service was stopped (see the messages above)")
+
+
+def run(build_root: Path, data_root: Path, host: str, port: int, workers: int, proxy: bool = True) -> None:
     atlas = store.ensure_build(build_root, data_root)
     atlas.warm()
-    AtlasServer(create_app(atlas), options(host, port, workers)).run()
+    app = create_app(atlas)
+    if not proxy:
+        AtlasServer(app, options(listen_address(host, port), workers, behind_proxy=False)).run()
+        return
+    nginx = nginx_binary()
+    gc.freeze()  # the loaded atlas stays out of every collection, so forked workers keep sharing it
+    with tempfile.TemporaryDirectory(prefix="ttp-atlas-serve-") as folder:
+        work = Path(folder)
+        upstream = work / "gunicorn.sock"
+        config = work / "nginx.conf"
+        config.write_text(nginx_config(work, listen_address(host, port), upstream))
+        gunicorn = _fork_gunicorn(app, options(f"unix:{upstream}", workers, behind_proxy=True))
+        children = {gunicorn: "gunicorn"}
+        try:
+            _wait_for_socket(upstream, gunicorn)
+            front = subprocess.Popen([nginx, "-e", "stderr", "-p", str(work), "-c", str(config),
+                                      "-g", "daemon off;"], preexec_fn=_die_with_parent)
+            children[front.pid] = "nginx"
+        except BaseException:
+            os.kill(gunicorn, signal.SIGTERM)
+            os.waitpid(gunicorn, 0)
+            raise
+        _supervise(children)

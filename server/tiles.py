@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from layers import catalogue, store
 from layers import features as layer_features
@@ -38,7 +37,6 @@ FORMATS = {".mvt": ("mvt", 1), ".png": ("png", 1), "@2x.png": ("png", 2)}
 MAX_COORDINATE = 2 ** layer_tiles.MAX_ZOOM - 1
 
 blueprint = Blueprint("tiles", __name__)
-tile_etag = lru_cache(maxsize=layer_tiles.CACHE_SIZE)(etag_of)  # cached tiles are the same bytes objects
 
 
 _SOURCES: dict[int, tuple] = {}  # id(atlas) -> (atlas, TileSource): apps on one atlas share indexes and cache
@@ -62,6 +60,12 @@ def _coordinate(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _raw_path() -> str:
+    """The path as the client sent it, before percent-decoding (gunicorn: RAW_URI, werkzeug: REQUEST_URI)."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.path
+    return raw.split("?", 1)[0]
+
+
 def _period(args: dict) -> tuple[str | None, str | None]:
     """The RFC 3339 instant or interval, read as the features API reads it; today when absent."""
     try:
@@ -83,13 +87,16 @@ def tile(tileset: str, z: str, x: str, name: str):
     for axis, value in (("x", col), ("y", row)):
         if value >= 2 ** zoom:
             raise bad_parameter(axis, value, f"at zoom {zoom}, {axis} is an integer from 0 to {2 ** zoom - 1}")
+    canonical = f"/tiles/{tileset}/{zoom}/{col}/{row}{match['suffix']}"
+    if _raw_path() != canonical:
+        raise Problem(404, "Not found", f"tile paths are written one way only: {canonical}")
     kind, scale = FORMATS[match["suffix"]]
     source, archive = current_app.extensions["tiles"]
     period = _period(args)
     try:
         if kind == "png":
             body = source.png(tileset, zoom, col, row, period, scale)
-            return respond(body, "image/png", etag=tile_etag(body))
+            return respond(body, "image/png", etag=etag_of(body))
         if archive and "datetime" not in args and archive.tileset == tileset \
                 and archive.minzoom <= zoom <= archive.maxzoom:
             source.check(tileset, zoom, col, row)
@@ -100,7 +107,7 @@ def tile(tileset: str, z: str, x: str, name: str):
         raise Problem(404, "Not found", str(error), valid=list(layer_tiles.TILESETS)) from None
     if not body:
         return respond(b"", layer_tiles.MVT_MIMETYPE, status=204)
-    return respond(body, layer_tiles.MVT_MIMETYPE, etag=tile_etag(body))
+    return respond(body, layer_tiles.MVT_MIMETYPE, etag=etag_of(body))
 
 
 @blueprint.get("/tiles/<tileset>.json")

@@ -13,6 +13,9 @@ import requests
 from server.app import content_security_policy
 
 LONG = "x" * 5000
+# A path that decodes to one climbing above the root: nginx in front refuses it (400) before the app
+# would answer 404; either way a problem document.
+CLIMBS = (400, 404)
 
 # (method, path with query, expected status)
 CASES = [
@@ -43,11 +46,11 @@ CASES = [
     ("GET", "/collections/wilayahs/items?confidence=certain", 400),
     ("GET", "/collections/wilayahs/items?f=xml", 400),
     ("GET", "/collections/roads/items", 404),
-    ("GET", "/collections/..%2F..%2Fetc%2Fpasswd/items", 404),
+    ("GET", "/collections/..%2F..%2Fetc%2Fpasswd/items", CLIMBS),
     ("GET", "/collections/districts/items/PK9999", 404),
     ("GET", "/collections/districts/items/..%2Fmanifest.json", 404),
     ("GET", "/collections/districts/download.exe", 404),
-    ("GET", "/collections/..%2Fmanifest/download.geojson", 404),
+    ("GET", "/collections/..%2Fmanifest/download.geojson", CLIMBS),
     # tiles
     ("GET", "/tiles/atlas/15/0/0.mvt", 404),
     ("GET", "/tiles/atlas/-1/0/0.mvt", 400),
@@ -55,7 +58,7 @@ CASES = [
     ("GET", "/tiles/atlas/3/8/0.mvt", 400),  # x beyond 2^z - 1
     ("GET", "/tiles/atlas/5/22/13.jpg", 404),
     ("GET", "/tiles/nope/5/22/13.mvt", 404),
-    ("GET", "/tiles/..%2F..%2Fetc/5/22/13.mvt", 404),
+    ("GET", "/tiles/..%2F..%2Fetc/5/22/13.mvt", CLIMBS),
     ("GET", "/tiles/atlas/5/22/13.mvt?datetime=soon", 400),
     ("GET", "/tiles/atlas/5/22/13.mvt?extra=1", 400),
     ("GET", "/tiles/nope.json", 404),
@@ -95,10 +98,11 @@ def test_catalogue_is_large_enough():
 @pytest.mark.parametrize(("method", "path", "status"), CASES, ids=[f"{m} {p[:60]}" for m, p, _ in CASES])
 def test_hostile_request_gets_a_problem_document(server, method, path, status):
     response = requests.request(method, server + path, timeout=60, allow_redirects=False)
-    assert response.status_code == status, response.text[:300]
+    allowed = status if isinstance(status, tuple) else (status,)
+    assert response.status_code in allowed, response.text[:300]
     assert response.headers["Content-Type"].startswith("application/problem+json")
     problem = response.json()
-    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert problem["status"] == response.status_code and problem["title"] and problem["detail"]
     assert not leaks(response.text), leaks(response.text)
     assert not leaks(str(response.headers.get("Server", ""))), response.headers.get("Server")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
