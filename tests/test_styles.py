@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
+import sqlite3
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import geopandas
 import numpy as np
+import pyogrio
 import pytest
+import requests
 from colorspacious import cspace_convert, deltaE
+from PIL import Image
 
-from layers import style
+from layers import catalogue, gisstyles, style
+from layers import tiles as layer_tiles
 
 VISIONS = {"normal": None, "deuteranopia": "deuteranomaly", "protanopia": "protanomaly",
            "tritanopia": "tritanomaly"}
@@ -81,7 +93,160 @@ def test_every_feature_of_a_claimed_layer_has_a_class(atlas):
 
 
 def test_tribal_districts_are_an_outline_and_every_layer_is_styled():
-    from layers import catalogue
-
     assert style.feature_style("tribal-districts", {})["fill_opacity"] == 0
     assert set(style.LAYER_STYLES) == set(catalogue.LAYER_IDS) == set(style.DRAW_ORDER)
+
+
+# --- the served documents ------------------------------------------------------------------------
+
+VALIDATOR = Path(__file__).resolve().parents[1] / ".make/node/node_modules/.bin/gl-style-validate"
+
+
+def get(url: str, status: int = 200) -> requests.Response:
+    response = requests.get(url, timeout=60)
+    assert response.status_code == status, (url, response.status_code, response.text[:300])
+    return response
+
+
+@pytest.mark.parametrize("tileset", layer_tiles.TILESETS)
+def test_maplibre_style_validates_and_points_at_the_service(server, tileset, tmp_path):
+    if not VALIDATOR.exists():
+        pytest.skip(f"the MapLibre style validator is not installed at {VALIDATOR} (make installs it)")
+    document = get(f"{server}/tiles/{tileset}/style.json?datetime=2023-07-01").json()
+    path = tmp_path / "style.json"
+    path.write_text(json.dumps(document))
+    checked = subprocess.run([str(VALIDATOR), "--json", str(path)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0 and json.loads(checked.stdout or "[]") == [], checked.stdout + checked.stderr
+    source = document["sources"][gisstyles.SOURCE]["url"]
+    assert source == f"{server}/tiles/{tileset}.json?datetime=2023-07-01"
+    assert get(source).json()["tiles"] == [f"{server}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt?datetime=2023-07-01"]
+    drawn = {layer["source-layer"] for layer in document["layers"] if "source-layer" in layer}
+    assert drawn == set(layer_tiles.layers_of(tileset, layer_tiles.MAX_ZOOM))
+
+
+def test_maplibre_style_draws_the_model(server):
+    layers = {layer["id"]: layer for layer in get(f"{server}/tiles/atlas/style.json").json()["layers"]}
+    north = layers["wilayahs-north-core-fill"]
+    assert north["paint"] == {"fill-color": style.ZONE_COLOURS["north"], "fill-opacity": style.ZONE_FILL_OPACITY}
+    assert north["filter"] == ["all", ["==", "zone", "north"], ["==", "part", "core"],
+                               ["in", "confidence", "high", "medium"]]
+    assert layers["wilayahs-none-extension-hatch"]["filter"][1] == ["!has", "zone"]
+    assert layers["wilayahs-south-extension-hatch"]["paint"]["fill-pattern"] == "hatch-d55e00"
+    assert layers["wilayahs-north-low-line"]["paint"]["line-dasharray"] == [3, 2]  # 6 and 4 px at width 2
+    assert "wilayahs-north-extension-fill" not in layers and "tribal-districts-tribal-districts-fill" not in layers
+    assert layers["zones-north-core-fill"]["layout"]["visibility"] == "none"
+    order = list(layers)
+    assert order.index("wilayahs-north-core-fill") < order.index("provinces-provinces-line") \
+        < order.index("wilayahs-north-core-line")  # unit outlines over civil borders
+
+
+@pytest.mark.parametrize("name, ratio", [("sprite", 1), ("sprite@2x", 2)])
+def test_sprite_has_every_pattern_in_its_colour(server, name, ratio):
+    index = get(f"{server}/styles/{name}.json").json()
+    image = Image.open(io.BytesIO(get(f"{server}/styles/{name}.png").content)).convert("RGBA")
+    patterns = {layer["paint"]["fill-pattern"] for layer in get(f"{server}/tiles/atlas/style.json").json()["layers"]
+                if "fill-pattern" in layer.get("paint", {})}
+    assert patterns == set(index) == {f"hatch-{c.lstrip('#')}" for c in style.ZONE_COLOURS.values()}
+    for pattern, box in index.items():
+        assert box["pixelRatio"] == ratio and box["width"] == box["height"] == 11 * ratio
+        tile = np.asarray(image.crop((box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"])))
+        solid = tile[tile[..., 3] > 200][:, :3]
+        assert len(solid) > tile.shape[0] * tile.shape[1] * 0.15, pattern  # lines, not an empty square
+        assert np.abs(solid.mean(axis=0) - style.hex_to_rgb("#" + pattern.split("-")[1])).max() < 30, pattern
+        assert (tile[..., 3] == 0).mean() > 0.3  # and gaps between them
+
+
+def test_qml_and_sld_of_every_layer(server):
+    for layer_id in catalogue.LAYER_IDS:
+        qml = get(f"{server}/styles/{layer_id}.qml")
+        assert qml.headers["Content-Type"].startswith(gisstyles.QML_MEDIA)
+        root = ET.fromstring(qml.content)
+        renderer = root.find("renderer-v2")
+        classes = style.LAYER_STYLES[layer_id].classes
+        assert renderer.get("type") == ("RuleRenderer" if len(classes) > 1 else "singleSymbol")
+        assert (root.find("temporal") is not None) == catalogue.layer(layer_id).temporal
+        sld = get(f"{server}/styles/{layer_id}.sld")
+        assert sld.headers["Content-Type"].startswith(gisstyles.SLD_MEDIA)
+        rules = ET.fromstring(sld.content).findall(".//{http://www.opengis.net/se}Rule")
+        assert len(rules) == len(classes) + bool(style.LAYER_STYLES[layer_id].label)
+    temporal = ET.fromstring(get(f"{server}/styles/wilayahs.qml").content).find("temporal")
+    assert (temporal.get("mode"), temporal.get("startField"), temporal.get("endField")) == ("2", "valid_from", "valid_to")
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/styles/nowhere.qml", 404), ("/styles/wilayahs.txt", 404), ("/styles/wilayahs.qml?x=1", 400),
+    ("/tiles/nowhere/style.json", 404), ("/tiles/atlas/style.json?datetime=yesterday", 400),
+    ("/tiles/atlas/style.json?datetime=2023-07-01&datetime=2024-01-01", 400), ("/qgis/atlas.qgs?f=json", 400),
+    ("/styles/sprite@3x.json", 404)])
+def test_bad_requests_are_problems(server, path, status):
+    response = get(server + path, status)
+    assert response.headers["Content-Type"] == "application/problem+json" and response.json()["status"] == status
+
+
+def test_every_style_endpoint_is_in_the_openapi_document(server):
+    paths = get(f"{server}/api").json()["paths"]
+    for path in ("/styles/{layerId}.qml", "/styles/{layerId}.sld", "/tiles/{tileset}/style.json", "/qgis/atlas.qgs",
+                 "/styles/sprite.json", "/styles/sprite.png", "/styles/sprite@2x.json", "/styles/sprite@2x.png"):
+        assert "get" in paths[path], path
+
+
+# --- GeoPackage layer_styles -------------------------------------------------------------------------
+
+def write_gpkg(atlas, path: Path, layer_ids) -> None:
+    for layer_id in layer_ids:
+        frame = geopandas.GeoDataFrame.from_features(atlas.features(layer_id), crs="EPSG:4326")
+        pyogrio.write_dataframe(frame, path, layer=layer_id, driver="GPKG", promote_to_multi=True)
+
+
+def test_write_layer_styles(atlas, tmp_path):
+    path = tmp_path / "styled.gpkg"
+    write_gpkg(atlas, path, ["wilayahs", "provinces"])
+    assert gisstyles.write_layer_styles(path, ["wilayahs", "provinces"]) == 2
+    assert gisstyles.write_layer_styles(path, ["wilayahs"]) == 1  # rewriting replaces, never duplicates
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT f_table_name, f_geometry_column, useAsDefault, styleQML, styleSLD "
+                          "FROM layer_styles ORDER BY f_table_name").fetchall()
+        contents = db.execute("SELECT data_type FROM gpkg_contents WHERE table_name = 'layer_styles'").fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("provinces", "geom", 1), ("wilayahs", "geom", 1)]
+    assert rows[1][3] == gisstyles.qml("wilayahs") and rows[1][4] == gisstyles.sld("wilayahs")
+    assert contents == [("attributes",)]
+    assert len(pyogrio.read_dataframe(path, layer="wilayahs")) == len(atlas.features("wilayahs"))
+
+
+def test_write_layer_styles_refuses_a_missing_table_and_leaves_the_file(atlas, tmp_path):
+    path = tmp_path / "one.gpkg"
+    write_gpkg(atlas, path, ["provinces"])
+    before = path.read_bytes()
+    with pytest.raises(KeyError, match="wilayahs"):
+        gisstyles.write_layer_styles(path, ["provinces", "wilayahs"])
+    with pytest.raises(KeyError, match="nowhere"):
+        gisstyles.write_layer_styles(path, ["nowhere"])
+    assert path.read_bytes() == before
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "server", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_writes_the_project_and_the_styles(built, data_root, tmp_path):
+    common = ["--build", str(built), "--data", str(data_root)]
+    done = run_cli("qgis", "--out", str(tmp_path / "atlas.qgs"), "--url", "https://atlas.example.org/", *common)
+    assert done.returncode == 0, done.stderr
+    project = ET.parse(tmp_path / "atlas.qgs").getroot()
+    sources = [layer.findtext("datasource") for layer in project.iter("maplayer")]
+    assert "url='https://atlas.example.org' typename='wilayahs' pagingEnabled='true' restrictToRequestBBOX='1'" \
+        in sources
+    done = run_cli("styles", "--out", str(tmp_path / "styles"), "--url", "https://atlas.example.org", *common)
+    assert done.returncode == 0, done.stderr
+    written = {p.name for p in (tmp_path / "styles").iterdir()}
+    assert {"wilayahs.qml", "wilayahs.sld", "atlas.style.json", "sprite@2x.png"} <= written
+    assert json.loads((tmp_path / "styles/atlas.style.json").read_text())["sprite"] == \
+        "https://atlas.example.org/styles/sprite"
+
+
+def test_cli_refuses_a_bad_url(built, data_root, tmp_path):
+    done = run_cli("qgis", "--out", str(tmp_path / "a.qgs"), "--url", "atlas.example.org", "--build", str(built))
+    assert done.returncode == 2 and "'atlas.example.org' is invalid" in done.stderr
+    assert not (tmp_path / "a.qgs").exists()
