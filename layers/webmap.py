@@ -2,8 +2,10 @@
 
 folium loads Leaflet, jQuery, Bootstrap and marker fonts from public CDNs; this map needs only Leaflet,
 taken from the ``xstatic-leaflet`` package (the version folium expects) and either linked from the
-service (``asset_base``) or inlined (a self-contained file). Colours come from ``layers.style``;
-geometry is simplified for the zoom the page opens at (``atlas.generalised``).
+service (``asset_base``) or inlined (a self-contained file). Colours, hatches and legend classes come
+from ``layers.style``, label positions and the zoom each label shows from ``layers.labels``;
+geometry is simplified for a Pakistan-wide view (``atlas.generalised``). The page fits its bounds in
+the browser, to the screen it finds, and its legend follows the layers switched on and the zoom.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import folium
+import numpy as np
 import shapely
 import xstatic.pkg.leaflet
 from branca.element import Element, MacroElement
@@ -25,21 +28,24 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, features, style, tiles, wilayahs
+from layers import catalogue, features, labels, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
 SCRIPTS = ("leaflet/leaflet.js",)
 STYLESHEETS = ("leaflet/leaflet.css",)
 
-VIEW_ZOOM = 6  # the zoom a Pakistan-wide page opens at: geometry is simplified for it
-DRAW_ORDER = ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "wilayahs",
-              "zones")
-HIDDEN_AT_START = frozenset({"divisions", "zones"})  # in the layer control, unticked
+VIEW_ZOOM = 6  # geometry is simplified for this zoom: a Pakistan-wide view on the largest screens
+MIN_ZOOM = 3
+HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # in the layer control, unticked
+WIDE_PX = 700  # narrower maps fold the legend and the layer list and pad the view above and below
+# The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
+# font this much larger than the one drawn (checked by the browser test of label overlaps).
+LABEL_BOX_PX = 3
+MAX_IDS = 500  # features a preview map may be asked to show by id
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
 BASEMAP_NAME = "Atlas basemap"
-ZONE_KEYS = {None: "none", "north": "north", "south": "south"}
 # One day, as an ISO date or an RFC 3339 date-time (whose date is the day shown).
 DATE_PATTERN = features.INSTANT_PATTERN  # a map shows one date
 
@@ -58,6 +64,16 @@ class View:
     basemap_url: str = ""  # an online XYZ basemap, only when the operator configures one
     date_links: bool = True  # off in a saved file, which has no server to switch dates
     tiles_base: str = ""  # URL prefix of the service's raster tiles; "" (a saved file): a plain background
+    ids: tuple[str, ...] = ()  # a preview of these features of a one-layer map, whatever their dates
+
+    @property
+    def dated(self) -> bool:
+        """Whether the map shows layers that change with the date (then it has the date bar)."""
+        return not self.ids and any(catalogue.layer(lid).temporal for lid in self.layer_ids)
+
+    @property
+    def claimed(self) -> bool:
+        return any(catalogue.layer(lid).claimed for lid in self.layer_ids)
 
 
 # --- assets ------------------------------------------------------------------------------------
@@ -104,16 +120,40 @@ def inline_css(path: str) -> str:
     return re.sub(r"url\((['\"]?)([^'\")]+)\1\)", embed, source.read_text(encoding="utf-8"))
 
 
+# --- the reported structures -------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def wilayah_file() -> dict:
+    return wilayahs.load()
+
+
+def period_at(day: str) -> dict | None:
+    """The reported structure in force on ``day`` (the last period starting on or before it); None before
+    the first."""
+    started = [p for p in wilayah_file()["periods"] if p["from"] <= day]
+    return started[-1] if started else None
+
+
+def is_confirmed(period: dict) -> bool:
+    """A structure is confirmed unless the wilayah file says otherwise (``confirmed: false``, or a label
+    that calls it unconfirmed)."""
+    return period.get("confirmed", "unconfirmed" not in period["label"].lower())
+
+
+def last_confirmed() -> dict:
+    return [p for p in wilayah_file()["periods"] if is_confirmed(p)][-1]
+
+
+def unit_count(atlas, day: str) -> int:
+    """Units (not features: an extension belongs to its unit) reported at ``day``."""
+    return len({f["properties"]["unit"] for f in atlas.features("wilayahs", day, day)})
+
+
 # --- data sent to the browser ------------------------------------------------------------------
 
 def decimals_for(zoom: int) -> int:
     """Coordinate decimals that keep rounding under 1/8 px at the deepest zoom a level serves."""
     return max(0, math.ceil(-math.log10(degrees_per_pixel(zoom + 1) / 8)))
-
-
-@lru_cache(maxsize=1)
-def wilayah_file() -> dict:
-    return wilayahs.load()
 
 
 def _period(props: dict) -> str:
@@ -128,11 +168,12 @@ def _source_item(source: dict) -> str:
 
 def display_name(props: dict) -> str:
     """The name a reader sees: a low-confidence extension says so."""
-    return props["name"] + (" (possible extension)" if props.get("part") == "extension" else "")
+    return style.label_text(props)
 
 
 def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
-    """What a caption needs about a claimed feature: name, zone, period, confidence, members, sources."""
+    """What a caption needs about a claimed feature: name, zone, period, confidence, members; the notes
+    and sources folded (``<details>``) so that the caption stays short."""
     esc = html.escape
     confidence = props.get("confidence") or "medium"
     rows = [("Zone", style.ZONE_LABELS.get(props.get("zone"), style.ZONE_LABELS[None])),
@@ -142,52 +183,91 @@ def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
         rows += [("Part", props["part"]), ("Basis", props["basis"]),
                  ("Member districts", ", ".join(m["name"] for m in props["member_districts"]))]
         sources = "".join(_source_item(s) for s in props["sources"])
-        extra = (f'<p class="notes">{esc(props["notes"])}</p>'
-                 f'<p class="sources-title">Sources</p><ul class="sources">{sources}</ul>')
+        extra = (f'<details class="notes"><summary>Notes</summary><p>{esc(props["notes"])}</p></details>'
+                 f'<details class="sources"><summary>Sources ({len(props["sources"])})</summary>'
+                 f'<ul>{sources}</ul></details>')
     else:
         rows.append(("Units", ", ".join(names.get(w, w) for w in props["wilayahs"])))
         extra = ""
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    title = display_name(props)
-    return (f'<div class="atlas-popup"><h3>{esc(title)}</h3><table>{table}</table>{extra}'
+    return (f'<div class="atlas-popup"><h3>{esc(display_name(props))}</h3><table>{table}</table>{extra}'
             f'<p class="caveat">{esc(props.get("caveat") or catalogue.CAVEAT)}</p></div>')
 
 
-def layer_features(atlas, layer_id: str, as_of: str) -> list[dict]:
-    """The layer's features valid at ``as_of``, simplified for the page's zoom, with slim properties.
+def shown_indices(atlas, layer_id: str, view: View) -> list[int]:
+    """Positions of the layer's features the view shows: its ``ids``, or those valid at its date."""
+    if view.ids:
+        wanted = set(view.ids)
+        return [i for i, f in enumerate(atlas.collections[layer_id]["features"]) if f["id"] in wanted]
+    return atlas.valid_indices(layer_id, view.as_of, view.as_of)
 
-    Every layer uses the page's zoom, tehsils too (drawn from zoom 8, where that is 1 px off at most):
+
+def unknown_ids(atlas, layer_id: str, ids) -> list[str]:
+    known = {f["id"] for f in atlas.collections[layer_id]["features"]}
+    return [i for i in ids if i not in known]
+
+
+def layer_features(atlas, layer_id: str, indices: list[int]) -> list[dict]:
+    """The features at ``indices``, simplified for a Pakistan-wide view, with slim properties.
+
+    Every layer uses that zoom, tehsils too (drawn from zoom 8, where that is 1 px off at most):
     their zoom-8 geometry alone would weigh more than 2 MB.
     """
     entry = catalogue.layer(layer_id)
     everything = atlas.collections[layer_id]["features"]
     geoms = atlas.generalised(layer_id, VIEW_ZOOM)
-    keep = atlas.valid_indices(layer_id, as_of, as_of)
     names = {f["id"]: f["properties"]["name"] for f in atlas.collections["wilayahs"]["features"]}
-    features = []
-    for i in keep:
+    found = []
+    for i in indices:
         props = everything[i]["properties"]
         slim = {"tip": html.escape(display_name(props))}
         if entry.claimed:
             slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
                      "popup": popup_html(layer_id, props, names)}
-        features.append({"type": "Feature", "id": everything[i]["id"], "properties": slim,
-                         "geometry": geometry_dict(geoms[i], decimals_for(VIEW_ZOOM))})
-    return [f for f in features if f["geometry"] is not None]
+        found.append({"type": "Feature", "id": everything[i]["id"], "properties": slim,
+                      "geometry": geometry_dict(geoms[i], decimals_for(VIEW_ZOOM))})
+    return [f for f in found if f["geometry"] is not None]
 
 
-def label_points(atlas, layer_id: str, features: list[dict]) -> list[tuple[str, float, float]]:
-    """(name, lat, lon) of a label inside each core claimed unit (extensions share the core's name)."""
-    by_id = {f["id"]: i for i, f in enumerate(atlas.collections[layer_id]["features"])}
-    cores = [f for f in features if f["properties"].get("part") != "extension"]
-    points = shapely.point_on_surface(atlas.generalised(layer_id, VIEW_ZOOM)[[by_id[f["id"]] for f in cores]])
-    return [(f["properties"]["tip"], float(p.y), float(p.x)) for f, p in zip(cores, points, strict=True)]
+def view_labels(atlas, layer_id: str, view: View, indices: list[int]) -> list[tuple[labels.Label, int]]:
+    """(label, web min zoom) of every shown feature, collisions resolved per zoom by ``layers.labels``.
+
+    A preview of features from several periods labels each feature as at its own first day.
+    """
+    features = atlas.collections[layer_id]["features"]
+    wanted = {features[i]["id"] for i in indices}
+    days = sorted({features[i]["properties"]["valid_from"] for i in indices}) if view.ids else [view.as_of]
+    found: dict[str, labels.Label] = {}
+    for day in days:
+        for label in labels.unit_labels(atlas, layer_id, day):
+            if label.feature_id in wanted:
+                found.setdefault(label.feature_id, label)
+    chosen = sorted(found.values(), key=lambda label: label.priority)
+    font = style.LABEL_STYLES[layer_id]
+    zooms = labels.web_min_zooms(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=range(MIN_ZOOM, 15))
+    return [(label, max(zooms[label.feature_id], font.min_zoom)) for label in chosen]
+
+
+def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[float]]:
+    """What the page fits to the screen: a preview's features, else all of Pakistan."""
+    if view.ids:
+        boxes = [shapely.bounds(atlas.geometries[lid][idx]) for lid, idx in shown.items() if idx]
+        if boxes:
+            stacked = np.vstack(boxes)
+            return _leaflet_bounds((*stacked[:, :2].min(axis=0), *stacked[:, 2:].max(axis=0)))
+    return _leaflet_bounds(atlas.pakistan_bounds)
 
 
 # --- styles ------------------------------------------------------------------------------------
 
+def hatch_id(look: dict) -> str:
+    """The SVG pattern id of a hatched style: one pattern per colour and line geometry."""
+    return "hatch-" + "-".join(str(look[k]).lstrip("#").replace(".", "_") for k in
+                               ("hatch_colour", "hatch_opacity", "hatch_spacing", "hatch_angle", "hatch_width"))
+
+
 def leaflet_style(layer_id: str, props: dict, css_class: str = "") -> dict:
-    """Leaflet path options from ``layers.style``: hatched fill (SVG pattern) and dashes for low confidence.
+    """Leaflet path options from ``layers.style``: a hatch is an SVG pattern in the style's own colour.
 
     Paths get a CSS class per layer (``wilayah``, ``zone``, ``atlas-districts`` ...) plus ``css_class``.
     """
@@ -196,145 +276,265 @@ def leaflet_style(layer_id: str, props: dict, css_class: str = "") -> dict:
     out = {"color": look["stroke"], "weight": look["width"], "fillColor": look["fill"],
            "fillOpacity": look["fill_opacity"], "opacity": 1.0, "className": f"{name} {css_class}".strip()}
     if look["dash"]:
-        out["dashArray"] = " ".join(str(d) for d in look["dash"])
+        out["dashArray"] = " ".join(f"{d:g}" for d in look["dash"])
     if look["hatch"]:
-        out |= {"fillColor": f"url(#hatch-{ZONE_KEYS.get(props.get('zone'), 'none')})", "fillOpacity": 1.0}
+        out |= {"fillColor": f"url(#{hatch_id(look)})", "fillOpacity": 1.0}
     if layer_id == "zones":  # the union of the units: an outline above them, no second fill
         out |= {"weight": look["width"] * 2, "fillOpacity": 0.0}
     return out
 
 
-def hatch_patterns() -> str:
-    """SVG patterns for hatched fills, one per zone colour, referenced as ``url(#hatch-<zone>)``."""
-    low = style.CONFIDENCE_STYLES["low"]
-    patterns = "".join(
-        f'<pattern id="hatch-{ZONE_KEYS[zone]}" width="8" height="8" patternUnits="userSpaceOnUse" '
-        f'patternTransform="rotate(45)"><rect width="8" height="8" fill="{colour}" '
-        f'fill-opacity="{low["fill_opacity"]}"/><line x1="0" y1="0" x2="0" y2="8" stroke="{colour}" '
-        f'stroke-width="2" stroke-opacity="0.8"/></pattern>'
-        for zone, colour in style.ZONE_COLOURS.items())
-    return f'<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>{patterns}</defs></svg>'
+def hatch_patterns(looks: list[dict]) -> str:
+    """SVG patterns for the hatched styles among ``looks``, referenced as ``url(#<hatch_id>)``."""
+    patterns = {}
+    for look in looks:
+        if look["hatch"]:
+            size = look["hatch_spacing"]
+            patterns[hatch_id(look)] = (
+                f'<pattern id="{hatch_id(look)}" width="{size:g}" height="{size:g}" patternUnits="userSpaceOnUse" '
+                f'patternTransform="rotate({-look["hatch_angle"] + 90:g})">'
+                f'<rect width="{size:g}" height="{size:g}" fill="{look["fill"]}" fill-opacity="{look["fill_opacity"]:g}"/>'
+                f'<line x1="0" y1="0" x2="0" y2="{size:g}" stroke="{look["hatch_colour"]}" '
+                f'stroke-width="{look["hatch_width"]:g}" stroke-opacity="{look["hatch_opacity"]:g}"/></pattern>')
+    return (f'<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>'
+            f'{"".join(patterns[k] for k in sorted(patterns))}</defs></svg>')
 
 
-def _swatch(look: dict) -> str:
-    dash = f' stroke-dasharray="{" ".join(map(str, look["dash"]))}"' if look.get("dash") else ""
-    fill = look["fill"] if not look.get("hatch") else look["hatch"]
-    return (f'<svg width="28" height="16"><rect x="1" y="1" width="26" height="14" fill="{fill}" '
-            f'fill-opacity="{look["fill_opacity"]}" stroke="{look["stroke"]}" stroke-width="{look["width"]}"{dash}/>'
-            f'</svg>')
+def _swatch(path: dict) -> str:
+    """A legend swatch drawn with the very path options of the map (``leaflet_style``)."""
+    dash = f' stroke-dasharray="{path["dashArray"]}"' if path.get("dashArray") else ""
+    return (f'<svg width="28" height="16" aria-hidden="true"><rect x="2" y="2" width="24" height="12" '
+            f'fill="{path["fillColor"]}" fill-opacity="{path["fillOpacity"]:g}" stroke="{path["color"]}" '
+            f'stroke-width="{min(path["weight"], 3):g}"{dash}/></svg>')
 
 
-def legend_html(view: View, attribution: list[str]) -> str:
-    """Zones, confidence styles, civil layers, the date, the caveat and the dataset credits."""
+def legend_keys(layer_id: str, props_list: list[dict]) -> list[tuple[dict, str]]:
+    """(swatch path options, text) of the layer's style classes that some shown feature falls in."""
+    if not catalogue.layer(layer_id).claimed:
+        return [(leaflet_style(layer_id, {}), catalogue.layer(layer_id).title)]
+    keys = []
+    for style_class in style.LAYER_STYLES[layer_id].classes:
+        sample = next((p for p in props_list if style.matches(style_class, p)), None)
+        if sample is not None:
+            keys.append((leaflet_style(layer_id, sample), style_class.title))
+    return keys
+
+
+def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, str]]]]) -> str:
+    """The legend: per layer (group key, title, min zoom, keys), each shown by the page's script only while
+    its layer is on and legible at the zoom."""
     esc = html.escape
     items = []
-    if any(catalogue.layer(lid).claimed for lid in view.layer_ids):
-        for zone, label in style.ZONE_LABELS.items():
-            look = style.wilayah_style(zone, "medium")
-            items.append(f"<li>{_swatch(look)} {esc(label)}</li>")
-        for confidence, look in style.CONFIDENCE_STYLES.items():
-            shape = style.wilayah_style("north", confidence)
-            if shape["hatch"]:
-                shape = {**shape, "hatch": "url(#hatch-north)", "fill_opacity": 1.0}
-            items.append(f"<li>{_swatch(shape)} Confidence {esc(look['label'])}</li>")
-    for lid in view.layer_ids:
-        if lid in style.CIVIL_STYLES:
-            look = {**style.CIVIL_STYLES[lid], "fill_opacity": min(style.CIVIL_STYLES[lid]["fill_opacity"], 0.3)}
-            items.append(f"<li>{_swatch(look)} {esc(catalogue.layer(lid).title)}</li>")
-    claimed = any(catalogue.layer(lid).claimed for lid in view.layer_ids)
-    caveat = f'<p class="caveat">{esc(catalogue.CAVEAT)}</p>' if claimed else ""
-    credits = "".join(f"<li>{esc(line)}</li>" for line in attribution)
-    return (f'<details class="atlas-legend" id="atlas-legend"{"" if view.embed else " open"}><summary>As of '
-            f'<time datetime="{view.as_of}">{view.as_of}</time></summary><ul class="keys">{"".join(items)}</ul>'
-            f'{caveat}<ul class="credits">{credits}</ul></details>')
+    for group, title, min_zoom, keys in entries:
+        rows = "".join(f"<li>{_swatch(path)} <span>{esc(text)}</span></li>" for path, text in keys)
+        heading = f'<span class="legend-layer">{esc(title)}</span>' if len(keys) > 1 else ""
+        items.append(f'<li data-layer="{esc(group)}" data-min-zoom="{min_zoom}">{heading}<ul>{rows}</ul></li>')
+    return (f'<details class="atlas-legend{" compact" if view.embed else ""}" id="atlas-legend" open>'
+            f'<summary>Legend</summary><ul class="keys">{"".join(items)}</ul></details>')
+
+
+# --- the header: title, date, period, caveat, date links -----------------------------------------
+
+def page_title(view: View) -> str:
+    if view.layer_ids == catalogue.LAYER_IDS:
+        return "TTP claimed units (not areas of control)"
+    return ", ".join(catalogue.layer(lid).title for lid in view.layer_ids)
+
+
+def caveat_line() -> str:
+    """The caveat's first sentence: what a reader must not miss, on one or two lines."""
+    return catalogue.CAVEAT.split(". ")[0] + "."
+
+
+def period_html(view: View, units: int) -> str:
+    """The view in words: the period's label (with its unit count), or that no units are reported at the
+    date; a banner when the structure is unconfirmed, pointing to the last confirmed one."""
+    esc = html.escape
+    period = period_at(view.as_of)
+    if units == 0 or period is None:
+        first = wilayah_file()["periods"][0]["from"]
+        before = f" (the first reported structure dates from {first})" if view.as_of < first else ""
+        return f'<p class="atlas-period atlas-empty">No claimed units reported on this date{before}.</p>'
+    label = period["label"]
+    text = label if label[:1].isdigit() else f"{units} units: {label}"
+    out = f'<p class="atlas-period">{esc(text)}</p>'
+    if not is_confirmed(period):
+        last = last_confirmed()
+        pointer = (f'<a href="?datetime={last["from"]}">Show the last confirmed structure ({last["from"]})</a>'
+                   if view.date_links and not view.embed else f"The last confirmed structure dates from {last['from']}.")
+        out += (f'<p class="atlas-unconfirmed" role="note"><strong>Unconfirmed:</strong> reported by few '
+                f'outlets from {period["from"]}; its new units are low confidence. {pointer}</p>')
+    return out
 
 
 def date_nav_html(view: View) -> str:
-    """Links to the reported structures and a date box; the URL carries ``datetime`` so views can be linked."""
-    current = ' aria-current="true"'
+    """Links to the reported structures (the one in force highlighted) and a date box; the URL carries
+    ``datetime`` so that views can be linked."""
+    current = period_at(view.as_of)
+    marks = {True: ' aria-current="true"', False: ""}
     links = "".join(
-        f'<a href="?datetime={p["from"]}"{current if p["from"] == view.as_of else ""} '
-        f'title="{html.escape(p["label"])}">{p["from"]}</a>' for p in wilayah_file()["periods"])
-    return (f'<nav class="atlas-dates"><strong>TTP claimed units (not areas of control)</strong> '
-            f'<span>Structure as of:</span> {links}'
+        f'<a href="?datetime={p["from"]}"{marks[p is current]} '
+        f'title="{html.escape(p["label"])}">{p["from"]}{"" if is_confirmed(p) else " (unconfirmed)"}</a>'
+        for p in wilayah_file()["periods"])
+    return (f'<nav class="atlas-dates"><span>Reported structures:</span> {links}'
             f'<form method="get"><input type="date" name="datetime" value="{view.as_of}" aria-label="date">'
             f'<button type="submit">Show</button></form></nav>')
 
 
+def header_html(view: View, when: str, units: int) -> str:
+    """Above the map, never over it: the title, the date (or a preview's dates), for claimed layers the
+    period and the caveat line, and on served pages of dated layers the date links."""
+    esc = html.escape
+    date = f' <span class="atlas-asof">{when}</span>' if when else ""
+    parts = [f'<h1>{esc(page_title(view))}{date}</h1>']
+    if view.dated and view.claimed:
+        parts.append(period_html(view, units))
+    if view.claimed:
+        parts.append(f'<p class="atlas-caveat">{esc(caveat_line())}</p>')
+    if view.dated and view.date_links and not view.embed:
+        parts.append(date_nav_html(view))
+    return f'<header class="atlas-header{" embed" if view.embed else ""}">{"".join(parts)}</header>'
+
+
+def when_html(atlas, view: View, shown: dict[str, list[int]]) -> str:
+    """"as of <date>" for dated views, the span of a preview's features, nothing for undated layers."""
+    if view.dated:
+        return f'as of <time datetime="{view.as_of}">{view.as_of}</time>'
+    props = [atlas.collections[lid]["features"][i]["properties"] for lid, idx in shown.items() for i in idx]
+    starts = [p["valid_from"] for p in props if p.get("valid_from")]
+    if not starts:
+        return ""
+    ends = [p.get("valid_to") for p in props if p.get("valid_from")]
+    return f"{min(starts)} to {'present' if None in ends else max(ends)}"
+
+
 CSS = Template("""<style>
+html, body { display: flex; flex-direction: column; }
+.folium-map { flex: 1 1 auto; min-height: 0; }
 .folium-map.leaflet-container { background: {{ background }}; }
-.leaflet-control-attribution { max-width: 55%; }
-.leaflet-container { font: 12px/1.4 "DejaVu Sans", Arial, sans-serif; }
-.wilayah-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
-  font-weight: bold; font-size: 12px; color: #222; text-shadow: 0 0 3px #fff, 0 0 3px #fff; pointer-events: none; }
+.folium-map.leaflet-container { font: 12px/1.4 "DejaVu Sans", Arial, sans-serif; }
+.folium-map .leaflet-control-attribution { max-width: 55%; font-size: 11px; line-height: 1.3; }
+{% if embed %}.folium-map .leaflet-control-attribution { font-size: 9px; }{% endif %}
+.atlas-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
+  font: {{ "bold " if font.bold else "" }}{{ font.size }}px "{{ font.family }}", Arial, sans-serif; color: {{ font.colour }};
+  text-shadow: 0 0 {{ font.halo_width }}px {{ font.halo }}, 0 0 {{ font.halo_width * 2 }}px {{ font.halo }}, 0 0 3px {{ font.halo }};
+  pointer-events: none; }
 {% for z in min_zooms %}.below-z{{ z }} .min-z{{ z }} { display: none; }
 {% endfor %}
-.atlas-legend, .atlas-dates { background: rgba(255,255,255,0.92); border-radius: 4px;
-  box-shadow: 0 1px 4px rgba(0,0,0,0.3); padding: 6px 8px; }
-.atlas-legend { max-width: 270px; max-height: 55vh; overflow: auto; font-size: 11px; }
+.atlas-header { order: -1; flex: none; padding: 6px 10px; background: #fff; border-bottom: 1px solid #bbb;
+  font: 13px/1.35 "DejaVu Sans", Arial, sans-serif; color: {{ ink }}; }
+.atlas-header h1 { font-size: 16px; margin: 0; }
+.atlas-header .atlas-asof { font-weight: normal; font-size: 14px; margin-left: 6px; }
+.atlas-header p { margin: 2px 0; }
+.atlas-period { font-weight: bold; }
+.atlas-empty { color: #8a3b00; }
+.atlas-caveat { font-size: 11px; color: #555; }
+.atlas-unconfirmed { background: #fff4e0; border-left: 4px solid #e08a00; padding: 2px 6px; }
+.atlas-dates { display: flex; gap: 4px 10px; align-items: center; flex-wrap: wrap; }
+.atlas-dates a[aria-current] { font-weight: bold; color: #000; background: #ffe9a8; padding: 0 4px; border-radius: 3px; }
+.atlas-dates form { display: inline; margin: 0; }
+.atlas-header.embed { padding: 3px 8px; font-size: 11px; }
+.atlas-header.embed h1 { font-size: 13px; }
+.atlas-header.embed .atlas-asof { font-size: 12px; }
+.atlas-legend { background: rgba(255,255,255,0.92); border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,0.3);
+  padding: 4px 8px; max-width: 240px; max-height: 50vh; overflow: auto; font-size: 11px; }
 .atlas-legend summary { font-weight: bold; cursor: pointer; }
 .atlas-legend ul { list-style: none; margin: 0; padding: 0; }
-.atlas-legend li { display: flex; align-items: center; gap: 6px; margin: 2px 0; }
-.atlas-legend .credits li, .atlas-legend .caveat { font-size: 10px; color: #444; }
-.atlas-dates { position: absolute; top: 10px; left: 60px; z-index: 1000; display: flex; gap: 8px;
-  align-items: center; flex-wrap: wrap; font: 13px "DejaVu Sans", Arial, sans-serif; max-width: calc(100% - 330px); }
-.atlas-dates a[aria-current] { font-weight: bold; color: #000; }
-.atlas-dates form { display: inline; margin: 0; }
-.atlas-popup h3 { margin: 0 0 4px; font-size: 14px; }
+.atlas-legend li li { display: flex; align-items: center; gap: 6px; margin: 1px 0; }
+.atlas-legend li[hidden] { display: none; }
+.atlas-legend .legend-layer { display: block; font-weight: bold; margin-top: 3px; }
+.atlas-legend.compact { font-size: 10px; max-width: 200px; }
+.atlas-legend.compact svg { width: 20px; height: 12px; }
+@media (max-width: {{ wide - 1 }}px) {
+  .folium-map .leaflet-control-attribution { font-size: 9px; line-height: 1.25; max-width: calc(100% - 120px); }
+  .atlas-header { padding: 4px 8px; font-size: 12px; }
+  .atlas-header h1 { font-size: 14px; }
+  .atlas-header .atlas-asof { font-size: 12px; }
+  .atlas-caveat { font-size: 10px; }
+  .atlas-dates > span { display: none; }
+}
+.atlas-popup, .atlas-popup table { font-size: 12px; line-height: 1.35; }
+.atlas-popup h3 { margin: 0 0 4px; font-size: 14px; position: sticky; top: 0; background: #fff; }
 .atlas-popup th { text-align: left; vertical-align: top; padding-right: 6px; }
 .atlas-popup .caveat { font-size: 10px; color: #555; }
-.atlas-popup ul.sources { padding-left: 16px; margin: 2px 0; }
-.atlas-popup .sources-title { margin: 4px 0 0; font-weight: bold; }
+.atlas-popup details { margin: 3px 0; }
+.atlas-popup summary { font-weight: bold; cursor: pointer; }
+.atlas-popup details ul { padding-left: 16px; margin: 2px 0; }
 </style>""")
 
-# Bound from Python so that texts stay escaped: tooltip (name) on hover, popup (caption) on click.
+# Bound from Python so that texts stay escaped: tooltip (name) on hover, popup (caption) on click. A popup
+# keeps below the zoom buttons and the layer list, and scrolls past a height that fits the screen.
 ON_EACH_FEATURE = folium.JsCode("""function(feature, layer) {
     layer.bindTooltip(feature.properties.tip, {sticky: true});
-    if (feature.properties.popup) { layer.bindPopup(feature.properties.popup, {maxWidth: 380}); }
+    if (feature.properties.popup) {
+        layer.bindPopup(feature.properties.popup, {
+            maxWidth: Math.min(360, window.innerWidth - 80),
+            maxHeight: Math.max(140, Math.min(420, Math.round(window.innerHeight * 0.5))),
+            autoPanPaddingTopLeft: L.point(12, 64), autoPanPaddingBottomRight: L.point(12, 24)});
+    }
 }""")
 
 
 class MapScript(MacroElement):
-    """Attribution (plain text, no link out), legend control, and zoom classes hiding layers too fine to read."""
+    """Attribution, legend control, labels, zoom classes hiding what is too fine to read, a legend that
+    follows the layers shown, and the first view fitted to the screen the page finds."""
 
     _template = Template("""{% macro script(this, kwargs) %}
-    (function(map) {
+    (function(map, groups, control, opts) {
         map.attributionControl.setPrefix("Leaflet");
-        {% for line in this.attribution %}map.attributionControl.addAttribution({{ line|tojson }});
-        {% endfor %}
+        opts.attribution.forEach(function(line) { map.attributionControl.addAttribution(line); });
+        opts.labels.forEach(function(l) {
+            L.marker([l[1], l[2]], {interactive: false, keyboard: false, icon: L.divIcon({
+                className: "atlas-label min-z" + l[3], html: "<span>" + l[0] + "</span>", iconSize: [0, 0]})
+            }).addTo(groups[opts.labelled]);
+        });
         var legend = L.control({position: "bottomleft"});
+        var box;
         legend.onAdd = function() {
-            var box = L.DomUtil.create("div");
-            box.innerHTML = {{ this.legend|tojson }};
+            box = L.DomUtil.create("div");
+            box.innerHTML = opts.legend;
+            L.DomEvent.disableClickPropagation(box);
             L.DomEvent.disableScrollPropagation(box);
             return box;
         };
         legend.addTo(map);
-        var thresholds = {{ this.min_zooms|tojson }};
-        function zoomClasses() {
-            var container = map.getContainer();
-            thresholds.forEach(function(z) {
-                container.classList.toggle("below-z" + z, map.getZoom() < z);
+        var wide = map.getSize().x >= opts.wide;
+        box.querySelector("details").open = wide || (opts.embed && map.getSize().y >= 300);
+        if (wide && !opts.embed) { control.expand(); }
+        function update() {
+            var container = map.getContainer(), zoom = map.getZoom();
+            opts.thresholds.forEach(function(z) { container.classList.toggle("below-z" + z, zoom < z); });
+            box.querySelectorAll("[data-layer]").forEach(function(item) {
+                var group = groups[item.dataset.layer];
+                item.hidden = !(group && map.hasLayer(group) && zoom >= Number(item.dataset.minZoom));
             });
         }
-        map.on("zoomend", zoomClasses);
-        zoomClasses();
-    })({{ this._parent.get_name() }});
+        map.on("zoomend overlayadd overlayremove baselayerchange", update);
+        function corner(name) {
+            var el = container.querySelector(".leaflet-" + name);
+            return el ? [el.offsetWidth, el.offsetHeight] : [0, 0];
+        }
+        var container = map.getContainer();
+        var tl = corner("top.leaflet-left"), tr = corner("top.leaflet-right"),
+            bl = corner("bottom.leaflet-left"), br = corner("bottom.leaflet-right");
+        var padding = wide ? {paddingTopLeft: [bl[0] + 8, 10], paddingBottomRight: [tr[0] + 8, br[1] + 8]}
+                           : {paddingTopLeft: [8, Math.max(tl[1], tr[1]) + 4],
+                              paddingBottomRight: [8, Math.max(bl[1], br[1]) + 4]};
+        map.fitBounds(opts.bounds, Object.assign({animate: false}, padding));
+        update();
+    })({{ this._parent.get_name() }}, { {%- for key, group in this.groups.items() %}{{ key|tojson }}: {{ group.get_name() }}, {% endfor -%} },
+       {{ this.control.get_name() }}, {{ this.options|tojson }});
     {% endmacro %}""")
 
-    def __init__(self, attribution: list[str], legend: str, min_zooms: list[int]):
+    def __init__(self, groups: dict, control: folium.LayerControl, options: dict):
         super().__init__()
-        self.attribution, self.legend, self.min_zooms = attribution, legend, min_zooms
+        self.groups, self.control, self.options = groups, control, options
 
 
 def _leaflet_bounds(bounds) -> list[list[float]]:
     """Leaflet's [[south, west], [north, east]] from (west, south, east, north)."""
     west, south, east, north = (float(v) for v in bounds)
     return [[south, west], [north, east]]
-
-
-def _pakistan_bounds(atlas) -> list[list[float]]:
-    return _leaflet_bounds(atlas.pakistan_bounds)
 
 
 def layers_drawn(view: View) -> tuple[list[str], list[str]]:
@@ -345,7 +545,7 @@ def layers_drawn(view: View) -> tuple[list[str], list[str]]:
     page of countries alone draws them as vectors, whose opaque land would hide any tile under it.
     A saved file has no tiles: every layer is a vector on the plain background.
     """
-    shown = [lid for lid in DRAW_ORDER if lid in view.layer_ids]
+    shown = [lid for lid in style.DRAW_ORDER if lid in view.layer_ids]
     if not view.tiles_base:
         return shown, []
     if len(shown) > 1:
@@ -355,12 +555,20 @@ def layers_drawn(view: View) -> tuple[list[str], list[str]]:
     return shown, [lid for lid in BASEMAP_LAYERS if lid not in shown]
 
 
-def add_basemaps(fmap: folium.Map, atlas, view: View, tiled: list[str]) -> None:
-    """The base layers: the service's raster tiles of ``tiled`` and, when configured, the online basemap
-    (shown first then). Tiles are asked for inside the tiles' bounds only (outside them is a 404)."""
+def layer_min_zoom(layer_id: str, shown: list[str]) -> int:
+    """The zoom from which a layer is drawn: its catalogue min zoom, except on a map of that layer alone,
+    which shows it from the start unless it is too fine for a Pakistan-wide view (tehsils)."""
+    min_zoom = catalogue.layer(layer_id).min_zoom
+    return min_zoom if len(shown) > 1 or min_zoom >= VIEW_ZOOM else MIN_ZOOM
+
+
+def add_basemaps(fmap: folium.Map, atlas, view: View, tiled: list[str]) -> folium.FeatureGroup | None:
+    """The base layers: the service's raster tiles of ``tiled`` (returned, as one group) and, when
+    configured, the online basemap (shown first then). Tiles are asked for inside the tiles' bounds only
+    (outside them is a 404)."""
+    group = None
     if tiled:
-        group = folium.FeatureGroup(name=f"{BASEMAP_NAME} ({', '.join(catalogue.layer(lid).title for lid in tiled)})",
-                                    overlay=False, show=not view.basemap_url)
+        group = folium.FeatureGroup(name=BASEMAP_NAME, overlay=False, show=not view.basemap_url)
         for lid in tiled:
             folium.TileLayer(f"{view.tiles_base}/{lid}/{{z}}/{{x}}/{{y}}{{r}}.png", attr="Basemap: ttp-atlas tiles",
                              min_zoom=0, max_zoom=14, max_native_zoom=14, control=False,
@@ -371,16 +579,11 @@ def add_basemaps(fmap: folium.Map, atlas, view: View, tiled: list[str]) -> None:
         host = re.sub(r"^[a-z]+://([^/]+).*$", r"\1", view.basemap_url)
         folium.TileLayer(view.basemap_url, attr=f"Basemap: {html.escape(host)}", name="Online basemap",
                          overlay=False).add_to(fmap)
+    return group
 
 
-def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
-    """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
-    check_date(view.as_of)
-    for lid in view.layer_ids:
-        catalogue.layer(lid)
-    shown, tiled = layers_drawn(view)
-    fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=3, max_zoom=14,
-                      zoom_start=VIEW_ZOOM, zoomSnap=0.5)
+def _assets(fmap: folium.Map, asset_base: str | None) -> None:
+    """Leaflet linked under ``asset_base``, or inlined when None."""
     fmap.default_js = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in SCRIPTS]
     fmap.default_css = [] if asset_base is None else [(p, f"{asset_base}/{p}") for p in STYLESHEETS]
     root = fmap.get_root()
@@ -390,35 +593,74 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         for path in SCRIPTS:
             root.header.add_child(Element(f"<script>{vendor_file(path).read_text(encoding='utf-8')}</script>"),
                                   name=path)
-    min_zooms = sorted({catalogue.layer(lid).min_zoom for lid in shown if catalogue.layer(lid).min_zoom > VIEW_ZOOM})
     root.header.add_child(Element('<link rel="icon" href="data:,">'), name="no_favicon")
-    root.header.add_child(Element(CSS.render(background=style.BACKGROUND, min_zooms=min_zooms)), name="atlas_css")
-    root.html.add_child(Element(hatch_patterns()), name="hatch_patterns")
-    add_basemaps(fmap, atlas, view, tiled)
+
+
+def check_view(atlas, view: View) -> None:
+    """MapError naming what cannot be drawn: a bad date, an unknown layer, ids on a map of several layers
+    or ids the layer does not have."""
+    check_date(view.as_of)
+    for lid in view.layer_ids:
+        try:
+            catalogue.layer(lid)
+        except KeyError as error:
+            raise MapError(str(error.args[0])) from None
+    if view.ids:
+        if len(view.layer_ids) != 1:
+            raise MapError("ids are for a map of one layer (/map/{layer})")
+        if len(view.ids) > MAX_IDS:
+            raise MapError(f"at most {MAX_IDS} ids")
+        if missing := unknown_ids(atlas, view.layer_ids[0], view.ids):
+            raise MapError(f"no feature {missing[0]!r} in layer {view.layer_ids[0]!r}")
+
+
+def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
+    """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
+    check_view(atlas, view)
+    shown, tiled = layers_drawn(view)
+    fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=MIN_ZOOM, max_zoom=14,
+                      zoom_start=VIEW_ZOOM, zoomSnap=0.25)
+    _assets(fmap, asset_base)
+    root = fmap.get_root()
+    basemap = add_basemaps(fmap, atlas, view, tiled)
+    groups = {"basemap": basemap} if basemap else {}
+    entries, looks, label_rows = [], [], []
+    indices = {lid: shown_indices(atlas, lid, view) for lid in shown}
+    for lid in tiled:
+        look = leaflet_style(lid, {})
+        entries.append(("basemap", catalogue.layer(lid).title, catalogue.layer(lid).min_zoom, [(look, catalogue.layer(lid).title)]))
     for lid in shown:
         entry = catalogue.layer(lid)
-        features = layer_features(atlas, lid, view.as_of)
-        extra = {"minZoom": entry.min_zoom} if entry.min_zoom > VIEW_ZOOM else {}
-        group = folium.FeatureGroup(name=entry.title, show=lid not in HIDDEN_AT_START, **extra)
-        min_class = f"min-z{entry.min_zoom}" if entry.min_zoom > VIEW_ZOOM else ""
+        features = layer_features(atlas, lid, indices[lid])
+        props = [atlas.collections[lid]["features"][i]["properties"] for i in indices[lid]]
+        min_zoom = layer_min_zoom(lid, shown)
+        min_class = f"min-z{min_zoom}" if min_zoom > MIN_ZOOM else ""
+        group = folium.FeatureGroup(name=entry.title, show=lid not in HIDDEN_AT_START)
         folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
                        style_function=lambda f, lid=lid, c=min_class: leaflet_style(lid, f["properties"], c),
                        on_each_feature=ON_EACH_FEATURE).add_to(group)
-        if lid == "wilayahs":
-            for name, lat, lon in label_points(atlas, lid, features):
-                folium.Marker([lat, lon], interactive=False, keyboard=False,
-                              icon=folium.DivIcon(html=f"<span>{name}</span>", class_name="wilayah-label",
-                                                  icon_size=(0, 0))).add_to(group)
         group.add_to(fmap)
-    folium.LayerControl(collapsed=view.embed).add_to(fmap)
-    drawn = tuple(lid for lid in DRAW_ORDER if lid in shown or lid in tiled)
-    attribution = atlas.attribution(drawn)
-    MapScript(attribution, legend_html(View(view.as_of, drawn, view.embed), attribution), min_zooms).add_to(fmap)
-    if not view.embed and view.date_links:
-        root.html.add_child(Element(date_nav_html(view)), name="date_nav")
-    # Room for the legend (left) and the layer list (right) on a full page.
-    fmap.fit_bounds(_pakistan_bounds(atlas), padding_top_left=(0, 0) if view.embed else (260, 40),
-                    padding_bottom_right=(0, 0) if view.embed else (200, 0))
+        groups[lid] = group
+        looks += [style.feature_style(lid, p) for p in props]
+        if keys := legend_keys(lid, props):
+            entries.append((lid, entry.title, min_zoom, keys))
+        if lid in style.LABEL_STYLES and entry.claimed:
+            label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), zoom]
+                           for label, zoom in view_labels(atlas, lid, view, indices[lid])]
+    control = folium.LayerControl(collapsed=True)
+    control.add_to(fmap)
+    min_zooms = sorted({layer_min_zoom(lid, shown) for lid in [*shown, *tiled]} | {row[3] for row in label_rows})
+    min_zooms = [z for z in min_zooms if z > MIN_ZOOM]
+    root.header.add_child(Element(CSS.render(background=style.BACKGROUND, ink=style.INK, min_zooms=min_zooms, wide=WIDE_PX, embed=view.embed,
+                                             font=style.LABEL_STYLES["wilayahs"])), name="atlas_css")
+    root.html.add_child(Element(hatch_patterns(looks)), name="hatch_patterns")
+    units = unit_count(atlas, view.as_of)
+    root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), units)), name="header")
+    drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
+    MapScript(groups, control, {
+        "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries), "labels": label_rows,
+        "labelled": "wilayahs", "thresholds": min_zooms, "bounds": fit_bounds(atlas, view, indices),
+        "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
     return fmap
 
 
@@ -433,10 +675,8 @@ def _number_elements(element, counter=None) -> None:
 
 def page_html(atlas, view: View, asset_base: str | None) -> str:
     """The map page as HTML; ``asset_base=None`` gives one self-contained file (assets inlined)."""
-    title = "TTP claimed units (not areas of control)" if view.layer_ids == catalogue.LAYER_IDS else \
-        ", ".join(catalogue.layer(lid).title for lid in view.layer_ids)
     root = build_map(atlas, view, asset_base).get_root()
-    root.title = f"ttp-atlas: {title}, as of {view.as_of}"
+    root.title = f"ttp-atlas: {page_title(view)}" + (f", as of {view.as_of}" if view.dated else "")
     _number_elements(root)
     return root.render()
 

@@ -41,8 +41,8 @@ def _page_cache():
 
 
 def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
-    """The view a request asks for; 400 naming ``datetime`` or ``embed`` when their value is bad."""
-    args = params(("datetime", "embed"))
+    """The view a request asks for; 400 naming ``datetime``, ``embed`` or ``ids`` when their value is bad."""
+    args = params(("datetime", "embed", "ids"))
     raw_date = args.get("datetime", dt.date.today().isoformat())
     try:
         as_of = webmap.check_date(raw_date)
@@ -51,8 +51,18 @@ def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
     embed = args.get("embed", "0")
     if embed not in FLAGS:
         raise bad_parameter("embed", args["embed"], "1 or 0 (true or false)")
-    return webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""),
-                       tiles_base=base_url() + TILES_PATH)
+    ids = tuple(dict.fromkeys(i for i in args.get("ids", "").split(",") if i))
+    view = webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""),
+                       tiles_base=base_url() + TILES_PATH, ids=ids)
+    if "ids" in args:
+        try:
+            if not ids:
+                raise webmap.MapError("no id given")
+            webmap.check_view(current_app.extensions["atlas"], view)
+        except webmap.MapError as error:
+            raise bad_parameter("ids", args["ids"], f"comma-separated feature ids of the layer of /map/{{layer}} "
+                                                    f"({error})") from None
+    return view
 
 
 def _map_page(layer_ids: tuple[str, ...]):
@@ -103,14 +113,17 @@ def openapi(ctx: oas.ApiContext) -> dict:
                   "The day whose claimed structure is shown: an ISO date or RFC 3339 date-time (its date is "
                   "used); default: today.", example="2023-07-01"),
         oas.query("embed", {"type": "string", "enum": list(FLAGS), "default": "0"},
-                  "1 or true: no page chrome (date links), legend folded, for an iframe.")]
+                  "1 or true: for an iframe: a one-line title, date and caveat, a compact legend, no date links.")]
+    ids = oas.query("ids", {"type": "string", "pattern": "^[^,]+(,[^,]+)*$"},
+                    f"Comma-separated feature ids (at most {webmap.MAX_IDS}): a preview of just these features, "
+                    "whatever their dates, fitted to them.", example="zhob-2023-06-14-core")
     page = oas.content({"type": "string"}, oas.HTML)
     layer_id = oas.param("layerId", "path", {"type": "string", "enum": list(catalogue.LAYER_IDS)},
                          "A layer of the catalogue.")
     note = "An HTML page (Leaflet, served here: no request leaves the service). " + catalogue.CAVEAT
     return {"paths": {
         "/map": oas.operation("Web map of every layer", "Map", parameters, page, note, op_id="getMap"),
-        "/map/{layerId}": oas.operation("Web map of one layer", "Map", [layer_id, *parameters], page, note,
+        "/map/{layerId}": oas.operation("Web map of one layer", "Map", [layer_id, *parameters, ids], page, note,
                                         op_id="getLayerMap"),
         **_vendor_paths()}}
 

@@ -5,6 +5,7 @@
         page.click(x, y); page.screenshot(path)
     screenshot(url, path, size)             # one call: PNG written, the Page returned
     dom_after_load(url)                      # the DOM as HTML once the page has loaded
+    page.zoom_map(8)                         # a Leaflet page: set the map's zoom, wait for zoomend
 
 The browser resolves no host name but 127.0.0.1 (``--host-resolver-rules``), so a page that asks for
 anything outside loopback fails to load it, and ``page.requests`` shows the attempt.
@@ -30,6 +31,10 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
          "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--remote-debugging-port=0")
+
+
+# The page's Leaflet map, as a JavaScript expression (folium names it map_<id>).
+LEAFLET_MAP = "Object.values(window).find(v => window.L && v instanceof L.Map)"
 
 
 class BrowserError(RuntimeError):
@@ -106,6 +111,11 @@ class Page:
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
                       clickCount=0 if kind == "mouseMoved" else 1)
+
+    def zoom_map(self, zoom: float) -> None:
+        """Set the zoom of the page's Leaflet map (no animation) and wait until it has ended."""
+        self.evaluate(f"new Promise(r => {{ const m = {LEAFLET_MAP}; if (m.getZoom() === {zoom}) return r(true); "
+                      f"m.once('zoomend', () => r(true)); m.setZoom({zoom}, {{animate: false}}); }})")
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]

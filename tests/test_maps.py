@@ -1,7 +1,9 @@
-"""Web map pages: offline (no request leaves loopback), drawn right, sized right; and the saved file."""
+"""Web map pages: offline (no request leaves loopback), drawn right, sized right, at phone, laptop and desktop
+sizes; labels, popups, legend and date bar as a reader sees them; and the saved file."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import subprocess
 import sys
@@ -11,17 +13,19 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import shapely
+import shapely.geometry
 from PIL import Image
 
 from layers import catalogue, style, webmap
-from tests.browser import open_page
+from tests.browser import LEAFLET_MAP, open_page
 
 CLI = str(Path(sys.executable).with_name("ttp-atlas"))  # the console script, as users run it
 MARCH_2023 = "2023-03-01"  # the 9-unit structure
 JULY_2023 = "2023-07-01"  # 12 units, 3 of them with a low-confidence extension
-ALL_TITLES = [catalogue.layer(lid).title for lid in
-              ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "wilayahs", "zones")]
-SERVED_TITLES = ALL_TITLES[1:]  # served pages draw the countries (the land) from the basemap tiles
+ALL_TITLES = [catalogue.layer(lid).title for lid in style.DRAW_ORDER]
+SERVED_TITLES = [t for t in ALL_TITLES if t != catalogue.layer("countries").title]  # land: from basemap tiles
+SIZES = {"phone": (390, 844), "laptop": (1024, 768), "desktop": (1920, 1080)}
 TILE_URL = re.compile(r"^http://127\.0\.0\.1:\d+/tiles/(countries|provinces|districts)/\d+/\d+/\d+(@2x)?\.png$")
 
 # A point inside a wilayah that nothing covers, found the way a user would aim: by what is under it.
@@ -75,7 +79,7 @@ def test_page_links_nothing_outside_the_service(server, atlas):
     # Anything else that looks like a URL is a source link of a popup.
     mentioned = set(re.findall(r"https?://[^\"'\\<>\s)]+", response.text)) - {u for u in urls}
     assert {u for u in mentioned if "127.0.0.1" not in u} <= source_urls(atlas)
-    for text in ("CC BY-IGO", "OpenStreetMap", "Natural Earth", catalogue.CAVEAT[:60], "As of"):
+    for text in ("CC BY-IGO", "OpenStreetMap", "Natural Earth", catalogue.CAVEAT[:60], "as of"):
         assert text in response.text
 
 
@@ -130,11 +134,12 @@ def test_bad_requests_get_problem_documents(server, query, problem, status):
         assert "wilayahs" in document["valid"]
 
 
-def test_embed_has_no_page_chrome_but_keeps_caveat_and_credits(server):
+def test_embed_has_no_date_links_but_keeps_title_date_caveat_and_credits(server):
     full = requests.get(f"{server}/map", params={"datetime": JULY_2023}, timeout=60).text
     embed = requests.get(f"{server}/map", params={"datetime": JULY_2023, "embed": "1"}, timeout=60).text
     assert 'class="atlas-dates"' in full and 'class="atlas-dates"' not in embed
-    for text in (catalogue.CAVEAT[:60], "CC BY-IGO", "As of"):
+    for text in (webmap.caveat_line(), "CC BY-IGO", f'as of <time datetime="{JULY_2023}">{JULY_2023}</time>',
+                 "<h1>TTP claimed units (not areas of control)", "atlas-legend compact"):
         assert text in embed
 
 
@@ -191,7 +196,7 @@ def test_basemap_is_the_services_own_tiles(server, artifacts):
         shot = page.screenshot(artifacts / "map-basemap-2023-07-01.png")
         assert page.external_requests() == [] and page.console_errors == []
         requested = [url for url in page.requests if "/tiles/" in url]
-    assert base == ["Atlas basemap (Countries, Provinces and territories, Districts (2023))"]
+    assert base == [webmap.BASEMAP_NAME]
     assert {url.split("/tiles/")[1].split("/")[0] for url, _ in images} == {"countries", "provinces", "districts"}
     assert all(width in (256, 512) for _, width in images)  # decoded: every tile loaded
     assert requested and all(TILE_URL.match(url) for url in requested)
@@ -216,29 +221,166 @@ def test_online_basemap_only_when_configured(atlas):
 @pytest.mark.parametrize(("path", "day", "titles"), [
     ("/map", JULY_2023, SERVED_TITLES),
     ("/map/wilayahs", "2025-12-26", [catalogue.layer("wilayahs").title]),
+    ("/map/wilayahs", "2023-03-01", [catalogue.layer("wilayahs").title]),
 ])
 def test_wilayah_paths_match_the_date(server, atlas, path, day, titles):
     features = atlas.features("wilayahs", day)
     low = [f for f in features if f["properties"]["confidence"] == "low"]
+    extensions = [f for f in features if f["properties"]["part"] == "extension"]
     with open_page(f"{server}{path}?datetime={day}&embed=1") as page:
         assert page.evaluate("document.querySelectorAll('path.wilayah').length") == len(features)
         hatched = page.evaluate("[...document.querySelectorAll('path.wilayah')]"
-                                ".filter(p => (p.getAttribute('fill') || '').startsWith('url(#hatch-')"
-                                " && p.getAttribute('stroke-dasharray')).length")
-        assert hatched == len(low) > 0
+                                ".filter(p => (p.getAttribute('fill') || '').startsWith('url(#hatch-')).length")
+        dashed = page.evaluate("[...document.querySelectorAll('path.wilayah')]"
+                               ".filter(p => p.getAttribute('stroke-dasharray')).length")
+        assert hatched == len(extensions) and dashed == len(low) and (day < "2023-06" or len(low) > 0)
         assert page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-overlays label')]"
                              ".map(l => l.textContent.trim())") == titles
         assert page.external_requests() == [] and page.console_errors == []
-    assert names_at(atlas, day) >= ({"Kashmir", "Darel"} if day > "2025" else {"Punjab North"})
+    assert names_at(atlas, day) >= ({"Kashmir", "Darel"} if day > "2025" else {"Zhob"})
 
 
 def test_tehsils_appear_only_from_a_legible_zoom(server):
     with open_page(f"{server}/map/tehsils?embed=1") as page:
         visible = "[...document.querySelectorAll('path.atlas-tehsils')].filter(p => getComputedStyle(p).display !== 'none').length"
         assert page.evaluate(visible) == 0
-        page.evaluate("new Promise(r => { const m = Object.values(window).find(v => v instanceof L.Map);"
-                      " m.once('zoomend', () => r(true)); m.setZoom(8, {animate: false}); })")
+        page.zoom_map(8)
         assert page.evaluate(visible) > 0
+
+
+# --- what a reader sees, at phone, laptop and desktop sizes ------------------------------------------
+
+# Visible label boxes: [text, left, top, right, bottom] of every wilayah label the map shows.
+LABEL_BOXES = """[...document.querySelectorAll('.atlas-label span')].map(s => [s.textContent, s.getBoundingClientRect()])
+  .filter(([t, r]) => r.width > 0 && r.height > 0).map(([t, r]) => [t, r.left, r.top, r.right, r.bottom])"""
+
+
+def overlapping(boxes) -> list[tuple[str, str]]:
+    return [(a[0], b[0]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[1] < b[3] and b[1] < a[3] and a[2] < b[4] and b[2] < a[4]]
+
+
+def bounds_contain(page, bounds) -> bool:
+    west, south, east, north = bounds
+    return page.evaluate(f"{LEAFLET_MAP}.getBounds().contains(L.latLngBounds([[{south}, {west}], [{north}, {east}]]))")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_pakistan_fits_controls_fold_and_labels_never_overlap(server, atlas, artifacts, size):
+    width, height = SIZES[size]
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES[size]) as page:
+        assert page.console_errors == []
+        assert bounds_contain(page, atlas.pakistan_bounds)
+        start = page.evaluate(f"{LEAFLET_MAP}.getZoom()")
+        expanded = page.evaluate("document.querySelector('.leaflet-control-layers')"
+                                 ".classList.contains('leaflet-control-layers-expanded')")
+        legend_open = page.evaluate("document.getElementById('atlas-legend').open")
+        assert expanded == legend_open == (width >= webmap.WIDE_PX)
+        page.screenshot(artifacts / f"map-{size}-{JULY_2023}.png")
+        seen = set()
+        for zoom in (start, 6, 7, 8, 9):
+            page.zoom_map(zoom)
+            boxes = page.evaluate(LABEL_BOXES)
+            assert overlapping(boxes) == [], (zoom, boxes)
+            seen |= {b[0] for b in boxes}
+    assert {"Peshawar", "Mardan", "Punjab North", "Zhob (possible extension)"} <= seen
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_popup_heading_shows_below_the_header(server, atlas, size):
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES[size]) as page:
+        point = page.evaluate(FIND_CLICKABLE)
+        page.click(*point)
+        page.wait_until("document.querySelector('.leaflet-popup-content h3') !== null")
+        page.evaluate("new Promise(r => setTimeout(r, 600))")  # autopan
+        heading = page.evaluate("JSON.parse(JSON.stringify(document.querySelector('.leaflet-popup-content h3')"
+                                ".getBoundingClientRect()))")
+        header = page.evaluate("document.querySelector('.atlas-header').getBoundingClientRect().bottom")
+        on_top = page.evaluate(f"document.querySelector('.leaflet-popup-content h3').contains("
+                               f"document.elementFromPoint({heading['left'] + 5}, {heading['top'] + heading['height'] / 2}))")
+        content = page.evaluate("document.querySelector('.leaflet-popup-content').getBoundingClientRect().height")
+        folded = page.evaluate("[...document.querySelectorAll('.leaflet-popup-content details')].every(d => !d.open)")
+    width, height = SIZES[size]
+    assert header <= heading["top"] and heading["bottom"] <= height and 0 <= heading["left"] < heading["right"] <= width
+    assert on_top  # nothing (controls, header) lies over the name
+    assert content <= 420 and folded
+
+
+def legend_rows(page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#atlas-legend li li')].filter(l => l.offsetParent)"
+                         ".map(l => l.textContent.trim())")
+
+
+def test_legend_lists_what_is_shown_with_its_swatches(server, atlas):
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES["laptop"]) as page:
+        rows = legend_rows(page)
+        hatch = page.evaluate("(() => { const fill = [...document.querySelectorAll('#atlas-legend li li')]"
+                              ".find(l => l.textContent.includes('possible extension')).querySelector('rect')"
+                              ".getAttribute('fill'); const id = fill.slice(5, -1);"
+                              " return document.getElementById(id).querySelector('line').getAttribute('stroke'); })()")
+        page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-overlays label')]"
+                      f".find(l => l.textContent.trim() === {catalogue.layer('wilayahs').title!r})"
+                      ".querySelector('input').click()")
+        without = legend_rows(page)
+        page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-overlays label')]"
+                      f".find(l => l.textContent.trim() === {catalogue.layer('zones').title!r})"
+                      ".querySelector('input').click()")
+        with_zones = legend_rows(page)
+    props = [f["properties"] for f in atlas.features("wilayahs", JULY_2023)]
+    assert {"Zone not reported, possible extension", "Zone not reported, low confidence", "North zone",
+            "South zone"} <= set(rows)
+    assert not [r for r in rows if "High" in r or "Tehsils" in r or "Divisions" in r]  # none has it / off / too fine
+    assert hatch == style.ZONE_COLOURS[None] and any(p["part"] == "extension" and p["zone"] is None for p in props)
+    assert not [r for r in without if "zone" in r.lower()] and "Provinces and territories" in without
+    assert "North zone" in with_zones and "Zone not reported, possible extension" not in with_zones
+
+
+def test_legend_has_no_extension_before_any(server):
+    with open_page(f"{server}/map?datetime={MARCH_2023}", SIZES["desktop"]) as page:
+        rows = legend_rows(page)
+    assert "North zone" in rows and "South zone" in rows
+    assert not [r for r in rows if "extension" in r or "low confidence" in r or "not reported" in r]
+
+
+def header_text(server, path: str, **query) -> str:
+    page = requests.get(f"{server}{path}", params=query, timeout=60).text
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.split('<header class="atlas-header', 1)[1]
+                                      .split("</header>", 1)[0].split(">", 1)[1])).strip()
+
+
+def test_date_bar_states_the_period_and_flags_the_unconfirmed(server, atlas):
+    july = requests.get(f"{server}/map", params={"datetime": JULY_2023}, timeout=60).text
+    assert re.search(r'<a href="\?datetime=2023-06-30" aria-current="true"', july)
+    assert july.count('aria-current="true"') == 1
+    assert "12 units: Punjab North and South added (late June 2023)" in header_text(server, "/map", datetime=JULY_2023)
+    assert "2 units: " not in header_text(server, "/map", datetime=MARCH_2023)
+    assert "9 units in two zones" in header_text(server, "/map", datetime=MARCH_2023)
+    assert "Unconfirmed" not in july
+    empty = header_text(server, "/map", datetime="2020-01-01")
+    assert "No claimed units reported on this date (the first reported structure dates from 2022-12-31)" in empty
+    latest = header_text(server, "/map", datetime="2026-01-10")
+    assert "Unconfirmed:" in latest and "Show the last confirmed structure (2023-06-30)" in latest
+    assert header_text(server, "/map") == header_text(server, "/map", datetime=dt.date.today().isoformat())  # default: today
+    districts = requests.get(f"{server}/map/districts", timeout=60).text
+    assert 'class="atlas-dates"' not in districts and "as of" not in header_text(server, "/map/districts")
+
+
+def test_preview_by_ids_fits_its_features(server, atlas):
+    ids = ["zhob-2023-06-14-core", "zhob-2023-06-14-extension"]
+    with open_page(f"{server}/map/wilayahs?embed=1&ids={','.join(ids)}", SIZES["laptop"]) as page:
+        assert page.evaluate("document.querySelectorAll('path.wilayah').length") == 2
+        zoom = page.evaluate(f"{LEAFLET_MAP}.getZoom()")
+        west, south, east, north = (float(v) for v in
+                                    page.evaluate(f"{LEAFLET_MAP}.getBounds().toBBoxString()").split(","))
+        assert page.console_errors == []
+    shown = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in atlas.features("wilayahs")
+                               if f["id"] in ids])
+    assert shapely.box(west, south, east, north).contains(shown.envelope)  # all of Zhob in view
+    assert zoom >= 6  # fitted to Zhob, not to Pakistan
+    for query, valid in (("ids=nope", "ids"), ("ids=", "ids")):
+        response = requests.get(f"{server}/map/wilayahs?{query}", timeout=10)
+        assert response.status_code == 400 and response.json()["parameter"] == valid
+    assert requests.get(f"{server}/map?ids=zhob-2023-06-14-core", timeout=10).status_code == 400
 
 
 # --- the saved file ------------------------------------------------------------------------------
