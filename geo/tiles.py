@@ -22,14 +22,14 @@ EXTENT = 4096  # MVT integer grid per tile side
 BUFFER = 64  # grid units drawn past each tile edge so that neighbours join without seams
 MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
 _EARTH_RADIUS = 6378137.0
-_MAX_LAT = 85.0511287798066
+MAX_LAT = 85.0511287798066
 _MOVE_TO, _LINE_TO, _CLOSE_PATH = 1, 2, 7
 
 
 def mercator(geoms: np.ndarray) -> np.ndarray:
     """Lon/lat geometries to EPSG:3857 metres (vectorised; latitudes clamped to the mercator limit)."""
     def project(xy: np.ndarray) -> np.ndarray:
-        lat = np.radians(np.clip(xy[:, 1], -_MAX_LAT, _MAX_LAT))
+        lat = np.radians(np.clip(xy[:, 1], -MAX_LAT, MAX_LAT))
         return np.column_stack([np.radians(xy[:, 0]) * _EARTH_RADIUS,
                                 np.log(np.tan(np.pi / 4 + lat / 2)) * _EARTH_RADIUS])
     return shapely.transform(np.asarray(geoms, dtype=object), project)
@@ -174,20 +174,36 @@ def _path(geom: shapely.Geometry) -> skia.Path:
     return path
 
 
-def _hatch(canvas: skia.Canvas, path: skia.Path, paint: skia.Paint, size: int, spacing: float) -> None:
-    """Diagonal lines (``//``) clipped to the polygon: the low-confidence look of the static maps."""
+def _hatch(canvas: skia.Canvas, path: skia.Path, style: dict, unit: float, origin: tuple[float, float]) -> None:
+    """Parallel lines clipped to the polygon, in ``hatch_colour`` at ``hatch_angle`` (anticlockwise from
+    east) every ``hatch_spacing`` CSS pixels. The lines are laid on the world's pixel grid (``origin`` is
+    the tile's top-left there), so they run on across tile edges."""
+    angle = np.radians(style.get("hatch_angle", 45.0))
+    spacing = style.get("hatch_spacing", 8.0)
+    along, normal = np.array([np.cos(angle), -np.sin(angle)]), np.array([np.sin(angle), np.cos(angle)])
+    corners = np.array([[0, 0], [TILE_SIZE, 0], [0, TILE_SIZE], [TILE_SIZE, TILE_SIZE]]) @ normal
+    shift = float(np.dot(origin, normal))  # lines are normal . (origin + p) = k * spacing
+    first = np.floor((corners.min() + shift) / spacing) * spacing - shift
+    paint = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style,
+                       StrokeWidth=style.get("hatch_width", 1.0) * unit,
+                       Color=_colour(style.get("hatch_colour", style["stroke"]), style.get("hatch_opacity", 0.6)))
+    reach = 2 * TILE_SIZE
     canvas.save()
     canvas.clipPath(path, doAntiAlias=True)
-    for start in np.arange(-size, size, spacing):
-        canvas.drawLine(float(start), float(size), float(start + size), 0.0, paint)
+    for offset in np.arange(first, corners.max() + spacing, spacing):
+        start, end = (offset * normal - reach * along) * unit, (offset * normal + reach * along) * unit
+        canvas.drawLine(float(start[0]), float(start[1]), float(end[0]), float(end[1]), paint)
     canvas.restore()
 
 
-def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None = None, scale: int = 1) -> bytes:
+def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None = None, scale: int = 1,
+           origin: tuple[float, float] = (0.0, 0.0)) -> bytes:
     """An antialiased PNG tile (Skia) of (tile-grid polygons from ``clip``, per-feature styles) layers.
 
-    Fills and hatches of every layer are drawn first, outlines after, so borders are never covered.
-    Stroke widths and dashes are in CSS pixels and grow with ``scale`` (2 for @2x tiles).
+    Fills and hatches of every layer are drawn first in layer order, then outlines in layer order, so
+    borders are never covered and a later layer's outlines lie over an earlier one's. A fill is drawn
+    only where ``fill_opacity`` is above 0. Stroke widths, dashes and hatch spacing are in CSS pixels and
+    grow with ``scale`` (2 for @2x tiles); ``origin`` is the tile's top-left in world CSS pixels.
     """
     size = TILE_SIZE * scale
     surface = skia.Surface(size, size)
@@ -201,9 +217,7 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
             if style["fill_opacity"] > 0:
                 canvas.drawPath(path, skia.Paint(AntiAlias=True, Color=_colour(style["fill"], style["fill_opacity"])))
             if style.get("hatch"):
-                line = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeWidth=unit,
-                                  Color=_colour(style["stroke"], 0.6))
-                _hatch(canvas, path, line, EXTENT, 8 * unit)
+                _hatch(canvas, path, style, unit, origin)
     for layer in paths:
         for path, style in layer:
             stroke = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeWidth=style["width"] * unit,
@@ -213,4 +227,3 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
             canvas.drawPath(path, stroke)
     image = surface.makeImageSnapshot()
     return bytes(image.encodeToData(skia.EncodedImageFormat.kPNG, 100))
-

@@ -53,10 +53,9 @@ TILE_FIELDS: dict[str, dict[str, str]] = {
               "confidence": "Lowest confidence of its units", "caveat": "Claimed units, not areas of control"},
 }
 
-# PNG: the atlas tileset is a basemap (sea background, land, claimed units, then borders on top);
-# a single layer's PNG is a transparent overlay. Zones are left out of the atlas raster: the units'
-# fills already show them.
-RASTER_ORDER = ("countries", "tribal-districts", "wilayahs", "tehsils", "districts", "divisions", "provinces")
+# PNG: the atlas tileset is a basemap drawn in the style's order (sea background, land, every fill, then
+# every outline, so unit outlines lie over civil borders); a single layer's PNG is a transparent overlay.
+RASTER_ORDER = tuple(lid for lid in style.DRAW_ORDER if lid not in style.HIDDEN_IN_ATLAS)
 
 
 class TileError(ValueError):
@@ -93,16 +92,32 @@ def tile_properties(layer_id: str, properties: dict) -> dict:
     return {k: properties[k] for k in TILE_FIELDS[layer_id] if properties.get(k) is not None}
 
 
-CONTEXT_MARGIN = 10.0  # degrees of neighbouring land around Pakistan in the countries tileset
+CONTEXT_MARGIN = 10.0  # degrees of neighbouring land around Pakistan in a countries tile archive
+
+
+def _clamp(bounds) -> tuple[float, float, float, float]:
+    """Bounds inside the tile matrix (web mercator stops at 85.05°)."""
+    west, south, east, north = bounds
+    limit = geotiles.MAX_LAT
+    return (max(float(west), -180.0), max(float(south), -limit), min(float(east), 180.0), min(float(north), limit))
 
 
 def tileset_bounds(atlas, tileset: str) -> tuple[float, float, float, float]:
-    """(west, south, east, north) a tileset has tiles for: Pakistan, and for the countries basemap a
-    margin of its neighbours so that land does not stop at tile edges at small zooms."""
+    """(west, south, east, north) of a tileset's data, its TileJSON bounds: the world for the countries
+    and the atlas (land everywhere), a layer's own extent otherwise. Tiles are served across the whole
+    tile matrix; outside these bounds they are empty."""
+    boxes = np.array([atlas.manifest["layers"][lid]["bbox"] for lid in layers_of(tileset, MAX_ZOOM)])
+    return _clamp((*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0)))
+
+
+def pyramid_bounds(atlas, tileset: str) -> tuple[float, float, float, float]:
+    """What ``ttp-atlas tiles`` writes (the world to zoom 14 is billions of tiles): the tileset's data
+    over Pakistan, with a margin of neighbouring land for the countries."""
     west, south, east, north = atlas.pakistan_bounds
     margin = CONTEXT_MARGIN if tileset == "countries" else 0.0
-    return (max(west - margin, -180.0), max(south - margin, -85.0), min(east + margin, 180.0),
-            min(north + margin, 85.0))
+    data = tileset_bounds(atlas, tileset)
+    return _clamp((max(west - margin, data[0]), max(south - margin, data[1]), min(east + margin, data[2]),
+                   min(north + margin, data[3])))
 
 
 class TileSource:
@@ -115,6 +130,7 @@ class TileSource:
     def __init__(self, atlas, cache_size: int = CACHE_SIZE):
         self.atlas = atlas
         self.bounds = {tileset: tileset_bounds(atlas, tileset) for tileset in TILESETS}
+        self.pyramid_bounds = {tileset: pyramid_bounds(atlas, tileset) for tileset in TILESETS}
         self._indexes: dict[int, tuple[np.ndarray, geotiles.Index]] = {}
         self._properties = {lid: [tile_properties(lid, f["properties"]) for f in atlas.features(lid)]
                             for lid in catalogue.LAYER_IDS}
@@ -143,14 +159,13 @@ class TileSource:
         return tuple((lid, tuple(self.atlas.valid_indices(lid, *period))) for lid in temporal)
 
     def check(self, tileset: str, z: int, x: int, y: int) -> None:
-        """Refuse a tile outside the zoom range, the tile grid or the tileset's bounds (TileOutside)."""
+        """Refuse a tile outside the zoom range or the tile grid (TileOutside); inside, every tile is served
+        (an empty one where the tileset has no data)."""
         check_tileset(tileset)
         if not MIN_ZOOM <= z <= MAX_ZOOM:
             raise TileOutside(f"zoom {z} is outside the tileset's range {MIN_ZOOM}-{MAX_ZOOM}")
         if not geotiles.valid_tile(z, x, y):
             raise TileOutside(f"tile {z}/{x}/{y} is outside the tile grid (x and y from 0 to {2 ** z - 1})")
-        if not geotiles.touches(self.bounds[tileset], z, x, y):
-            raise TileOutside(f"tile {z}/{x}/{y} is outside the tileset's bounds {list(self.bounds[tileset])}")
 
     def _cut(self, tileset: str, z: int, x: int, y: int, selection: tuple) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(layer id, feature indices, tile-grid geometries) of every layer of the tile."""
@@ -186,7 +201,8 @@ class TileSource:
         features = self.atlas.features
         layers = [(cut[lid][1], [style.feature_style(lid, features(lid)[i]["properties"]) for i in cut[lid][0]])
                   for lid in order]
-        return geotiles.render(layers, background=style.BACKGROUND if tileset == ATLAS else None, scale=scale)
+        return geotiles.render(layers, background=style.BACKGROUND if tileset == ATLAS else None, scale=scale,
+                               origin=(x * geotiles.TILE_SIZE, y * geotiles.TILE_SIZE))
 
     def cache_clear(self) -> None:
         self._mvt.cache_clear()
@@ -200,6 +216,7 @@ class TileSource:
         layer_ids = layers_of(tileset, MAX_ZOOM)
         claimed = any(catalogue.layer(lid).claimed for lid in layer_ids)
         west, south, east, north = self.bounds[tileset]
+        pw, ps, pe, pn = self.atlas.pakistan_bounds
         return {
             "tilejson": "3.0.0",
             "name": "TTP atlas" if tileset == ATLAS else catalogue.layer(tileset).title,
@@ -213,7 +230,7 @@ class TileSource:
             "minzoom": minzoom,
             "maxzoom": maxzoom,
             "bounds": [round(v, 6) for v in (west, south, east, north)],
-            "center": [round((west + east) / 2, 6), round((south + north) / 2, 6), 5],
+            "center": [round((pw + pe) / 2, 6), round((ps + pn) / 2, 6), 5],
             "vector_layers": [{"id": lid, "description": catalogue.layer(lid).title, "fields": TILE_FIELDS[lid],
                                "minzoom": max(minzoom, catalogue.layer(lid).min_zoom) if tileset == ATLAS else minzoom,
                                "maxzoom": maxzoom} for lid in layer_ids],
@@ -229,12 +246,14 @@ def check_range(minzoom: int, maxzoom: int) -> None:
 
 
 def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period):
-    """(z, x, y, MVT bytes) of every non-empty tile of the range, in PMTiles tile-id order, uncached."""
+    """(z, x, y, MVT bytes) of every non-empty tile of the range over the tileset's ``pyramid_bounds``, in
+    PMTiles tile-id order, uncached."""
     check_tileset(tileset)
     check_range(minzoom, maxzoom)
     selection = source.selection(tileset, period)
     for zoom in range(minzoom, maxzoom + 1):
-        for z, x, y in sorted(geotiles.tiles_over(source.bounds[tileset], zoom), key=lambda t: zxy_to_tileid(*t)):
+        for z, x, y in sorted(geotiles.tiles_over(source.pyramid_bounds[tileset], zoom),
+                              key=lambda t: zxy_to_tileid(*t)):
             data = source._render_mvt(tileset, z, x, y, selection)
             if data:
                 yield z, x, y, data
@@ -253,6 +272,7 @@ def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom:
     tiles = pyramid(source, tileset, minzoom, maxzoom, period)
     meta = source.tilejson(tileset, "", minzoom, maxzoom)
     meta.pop("tiles")
+    meta["bounds"] = [round(v, 6) for v in source.pyramid_bounds[tileset]]
     meta["ttp_atlas"] = {"tileset": tileset, "datetime": list(period), "build_id": source.atlas.build_id}
     stats = {"tiles": 0, "bytes": 0}
     with staged_file(path) as tmp:
@@ -316,9 +336,14 @@ class Archive:
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
             rows = dict(self._db.execute("SELECT name, value FROM metadata"))
             self.metadata = {**json.loads(rows["json"]), "minzoom": int(rows["minzoom"]),
-                             "maxzoom": int(rows["maxzoom"])}
+                             "maxzoom": int(rows["maxzoom"]), "bounds": [float(v) for v in rows["bounds"].split(",")]}
         self.tileset = self.metadata["ttp_atlas"]["tileset"]
         self.minzoom, self.maxzoom = self.metadata["minzoom"], self.metadata["maxzoom"]
+        self.bounds = tuple(self.metadata["bounds"])
+
+    def covers(self, z: int, x: int, y: int) -> bool:
+        """Whether the archive holds the tile's pyramid (its zooms and bounds): elsewhere, cut it live."""
+        return self.minzoom <= z <= self.maxzoom and geotiles.touches(self.bounds, z, x, y)
 
     def get(self, z: int, x: int, y: int) -> bytes:
         """The tile's MVT bytes, b"" when the archive has none (an empty tile)."""

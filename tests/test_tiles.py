@@ -9,13 +9,14 @@ import sys
 
 import mapbox_vector_tile
 import mercantile
+import numpy as np
 import pyogrio
 import pytest
 import requests
 from PIL import Image
 from pmtiles.reader import MmapSource, Reader
 
-from layers import catalogue
+from layers import catalogue, style
 from tests.conftest import start_server, stop_server
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -58,6 +59,26 @@ def test_png_tiles(server, suffix, size):
 def test_empty_tile_is_204(server):
     response = requests.get(url_of(server, "wilayahs", SEA), timeout=30)
     assert response.status_code == 204 and not response.content
+    outside = requests.get(f"{server}/tiles/provinces/2/0/0.mvt", timeout=30)  # inside the matrix, no data
+    assert outside.status_code == 204 and not outside.content
+
+
+def test_tiles_east_of_pakistan_have_land(server):
+    """z5 tiles east of 78.75°E (Pakistan's bounding box ends there) answer with land, as do those of the
+    Americas."""
+    nepal = mercantile.tile(84.0, 28.0, 5)
+    assert mercantile.bounds(nepal).west >= 78.75
+    countries = requests.get(url_of(server, "countries", nepal), timeout=30)
+    assert countries.status_code == 200
+    assert "Nepal" in {f["properties"]["name"] for f in mapbox_vector_tile.decode(countries.content)["countries"]["features"]}
+    land = np.array([*style.hex_to_rgb(style.LAND), 255])
+    for tileset in ("atlas", "countries"):
+        response = requests.get(url_of(server, tileset, nepal, ".png"), timeout=30)
+        assert response.status_code == 200
+        with Image.open(io.BytesIO(response.content)) as image:
+            pixels = np.asarray(image.convert("RGBA")).reshape(-1, 4)
+        assert (pixels == land).all(axis=1).mean() > 0.5, tileset
+    assert requests.get(f"{server}/tiles/atlas/2/0/1.mvt", timeout=30).status_code == 200
 
 
 @pytest.mark.parametrize("path, status, parameter", [
@@ -67,7 +88,6 @@ def test_empty_tile_is_204(server):
     ("/tiles/atlas/2/4/0.mvt", 400, "x"),
     ("/tiles/atlas/2/0/9.png", 400, "y"),
     ("/tiles/atlas/15/0/0.mvt", 404, None),
-    ("/tiles/atlas/2/0/0.mvt", 404, None),  # the Americas: outside the bounds
     ("/tiles/nowhere/0/0/0.mvt", 404, None),
     ("/tiles/atlas/0/0/0.jpg", 404, None),
     ("/tiles/nowhere.json", 404, None),
@@ -164,6 +184,6 @@ def test_server_serves_tiles_from_the_archive(archives, built, data_root):
         served = requests.get(url_of(url, "atlas", tile), timeout=30)
         assert served.status_code == 200 and served.content == stored
         assert requests.get(url_of(url, "atlas", mercantile.tile(66.6, 24.4, 5)), timeout=30).status_code in (200, 204)
-        assert requests.get(f"{url}/tiles/atlas/2/0/0.mvt", timeout=30).status_code == 404
+        assert requests.get(f"{url}/tiles/atlas/15/0/0.mvt", timeout=30).status_code == 404
     finally:
         stop_server(process)

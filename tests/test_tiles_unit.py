@@ -11,6 +11,7 @@ import mercantile
 import numpy as np
 import pytest
 import shapely
+import shapely.ops
 from PIL import Image
 from pmtiles.reader import MmapSource, Reader
 
@@ -22,6 +23,9 @@ from layers.wilayahs import valid_during
 
 PESHAWAR = (71.55, 34.0)  # Peshawar city
 OFF_KARACHI = (66.6, 24.4)  # Arabian Sea, west of Karachi
+NEPAL = (84.0, 28.0)  # east of Pakistan's bounding box (78.75°E at z5)
+CENTRAL_ASIA = (66.0, 40.0)  # Uzbekistan, north of it
+LORALAI = (68.6, 30.4)  # inside Loralai, in Zhob's possible extension from June 2023
 PIXEL = geotiles.EXTENT / geotiles.TILE_SIZE  # grid units per tile pixel
 
 
@@ -172,18 +176,90 @@ def test_png_at_2x_is_512_pixels(source):
         assert image.size == (512, 512)
 
 
+def window(png: bytes, xy: tuple[int, int], radius: int) -> np.ndarray:
+    """The RGBA pixels around ``xy``, as an (n, 4) array."""
+    with Image.open(io.BytesIO(png)) as image:
+        rgba = np.asarray(image.convert("RGBA")).astype(int)
+    x, y = xy
+    return rgba[max(y - radius, 0):y + radius + 1, max(x - radius, 0):x + radius + 1].reshape(-1, 4)
+
+
+def shape_of(atlas, layer_id: str, feature_id: str):
+    ids = [f["id"] for f in atlas.features(layer_id)]
+    return atlas.geometries[layer_id][ids.index(feature_id)]
+
+
+def test_unit_outlines_lie_over_province_lines(source, atlas):
+    """Hazara (north zone) ends on the Khyber Pakhtunkhwa-Punjab border, where Punjab had no unit in March
+    2023: the border is drawn in the unit's colour, the province line under it."""
+    border = shapely.intersection(shape_of(atlas, "wilayahs", "hazara-2022-12-31-core").boundary,
+                                  shape_of(atlas, "provinces", "PK6").boundary)
+    zone = np.array(style.hex_to_rgb(style.ZONE_COLOURS["north"]))
+    province = np.array(style.hex_to_rgb(style.CIVIL_STYLES["provinces"]["stroke"]))
+    for share in (0.2, 0.4, 0.6, 0.8):
+        point = shapely.line_interpolate_point(shapely.line_merge(border), share, normalized=True)
+        tile, xy = at(point.x, point.y, 9)
+        pixels = window(source.png("atlas", 9, tile.x, tile.y, ("2023-03-01", "2023-03-01")), xy, 1)[:, :3]
+        to_zone, to_province = (np.abs(pixels - colour).max(axis=1) for colour in (zone, province))
+        assert to_zone.min() <= 12, (share, pixels)  # the unit's outline is on top ...
+        assert to_province.min() > 40, (share, pixels)  # ... and the grey province line never shows
+
+
+def test_tribal_districts_are_an_outline_only(source, atlas):
+    kurram = next(s for f, s in zip(atlas.features("tribal-districts"), atlas.geometries["tribal-districts"],
+                                    strict=True) if f["properties"]["name"] == "Kurram")
+    inside = shapely.ops.polylabel(kurram, 0.01)  # Kurram is in the Kohat unit
+    tile, xy = at(inside.x, inside.y, 8)
+    assert window(source.png("tribal-districts", 8, tile.x, tile.y), xy, 3)[:, 3].max() == 0  # no fill
+    unit = next(f["properties"] for f in atlas.features("wilayahs", "2023-07-01") if f["properties"]["unit"] == "kohat")
+    look = style.feature_style("wilayahs", unit)
+    land, zone = np.array(style.hex_to_rgb(style.LAND)), np.array(style.hex_to_rgb(look["fill"]))
+    expected = land * (1 - look["fill_opacity"]) + zone * look["fill_opacity"]  # only the unit's fill: no mixing
+    basemap = window(source.png("atlas", 8, tile.x, tile.y, ("2023-07-01", "2023-07-01")), xy, 3)[:, :3]
+    assert np.abs(basemap - expected).max() <= 4
+
+
+def test_extensions_are_hatched_in_their_units_colour(source, atlas):
+    extension = next(f["properties"] for f in atlas.features("wilayahs", "2023-07-01")
+                     if f["properties"]["unit"] == "zhob" and f["properties"]["part"] == "extension")
+    look = style.feature_style("wilayahs", extension)
+    assert look["hatch"] and look["fill_opacity"] == 0
+    tile, xy = at(*LORALAI, 8)
+    pixels = window(source.png("wilayahs", 8, tile.x, tile.y, ("2023-07-01", "2023-07-01")), xy, 12)
+    hatch = np.abs(pixels[:, :3] - np.array(style.hex_to_rgb(look["hatch_colour"]))).max(axis=1) <= 8
+    inked = hatch & (pixels[:, 3] >= 0.8 * look["hatch_opacity"] * 255)
+    bare = pixels[:, 3] == 0
+    assert 0.1 < inked.mean() < 0.6 and bare.mean() > 0.3, (inked.mean(), bare.mean())  # lines, and no fill
+
+
 # --- requests that are refused ----------------------------------------------------------------
 
-@pytest.mark.parametrize("tileset, z, x, y", [("atlas", 15, 0, 0), ("atlas", 2, 0, 0), ("nope", 0, 0, 0),
-                                               ("atlas", 1, 2, 0)])
-def test_tiles_outside_are_refused(source, tileset, z, x, y):
+@pytest.mark.parametrize("tileset, z, x, y", [("atlas", 15, 0, 0), ("nope", 0, 0, 0), ("atlas", 1, 2, 0)])
+def test_tiles_outside_the_matrix_are_refused(source, tileset, z, x, y):
     with pytest.raises(layer_tiles.TileOutside):
         source.mvt(tileset, z, x, y)
 
 
-def test_empty_tile_inside_bounds_is_empty(source):
+def test_empty_tile_is_empty_anywhere_in_the_matrix(source):
     tile, _ = at(*OFF_KARACHI, 10)
     assert source.mvt("wilayahs", 10, tile.x, tile.y) == b""
+    assert source.mvt("provinces", 2, 0, 0) == b""  # the Arctic: outside the layer, still a tile
+    overlay = np.asarray(Image.open(io.BytesIO(source.png("provinces", 2, 0, 0))).convert("RGBA"))
+    assert overlay[..., 3].max() == 0
+
+
+@pytest.mark.parametrize("lonlat", [NEPAL, CENTRAL_ASIA])
+def test_land_beyond_pakistan_in_every_context_tile(source, lonlat):
+    for zoom in (3, 5, 7):
+        tile, xy = at(*lonlat, zoom)
+        names = {f["properties"]["name"] for f in decode(source.mvt("countries", zoom, tile.x, tile.y))["countries"]["features"]}
+        assert names & {"Nepal", "Uzbekistan"}, (zoom, names)
+        for tileset in ("atlas", "countries"):
+            assert pixel(source.png(tileset, zoom, tile.x, tile.y), xy)[:3] == style.hex_to_rgb(style.LAND), (tileset, zoom)
+
+
+def test_atlas_tile_over_the_americas_has_land(source):
+    assert "countries" in decode(source.mvt("atlas", 2, 0, 1))
 
 
 @pytest.mark.parametrize("raw, period", [(None, None), ("2023-07-01", ("2023-07-01", "2023-07-01")),
@@ -208,8 +284,11 @@ def test_tilejson(source, atlas):
     assert doc["tilejson"] == "3.0.0" and doc["tiles"] == ["http://x/tiles/atlas/{z}/{x}/{y}.mvt"]
     assert (doc["minzoom"], doc["maxzoom"]) == (0, 14)
     west, south, east, north = doc["bounds"]
+    assert (west, east) == (-180, 180) and south <= -85 and north > 83  # land everywhere
+    west, south, east, north = source.tilejson("provinces", "")["bounds"]  # a layer of Pakistan: its extent
     assert 60 < west < 62 and 23 < south < 24.5 and 77 < east < 78.5 and 36.5 < north < 37.5
-    assert west < doc["center"][0] < east and south < doc["center"][1] < north
+    assert source.tilejson("wilayahs", "")["bounds"] == atlas.manifest["layers"]["wilayahs"]["bbox"]
+    assert 69 < doc["center"][0] < 70 and 30 < doc["center"][1] < 31  # Pakistan
     layers = {v["id"]: v for v in doc["vector_layers"]}
     assert list(layers) == list(catalogue.LAYER_IDS)
     assert layers["tehsils"]["minzoom"] == 8 and "zone" in layers["wilayahs"]["fields"]
@@ -218,7 +297,7 @@ def test_tilejson(source, atlas):
 
 
 @pytest.mark.parametrize("suffix", [".pmtiles", ".mbtiles"])
-def test_archive_round_trip(source, tmp_path, suffix):
+def test_archive_round_trip(source, atlas, tmp_path, suffix):
     path = tmp_path / f"atlas{suffix}"
     info = layer_tiles.write_archive(source, path, "atlas", 0, 4)
     assert info["tiles"] >= 5 and path.is_file()
@@ -228,6 +307,8 @@ def test_archive_round_trip(source, tmp_path, suffix):
     tile, _ = at(*PESHAWAR, 4)
     assert archive.get(4, tile.x, tile.y) == source.mvt("atlas", 4, tile.x, tile.y)
     assert archive.get(4, 0, 0) == b""
+    assert archive.covers(4, tile.x, tile.y) and not archive.covers(4, 0, 0) and not archive.covers(5, tile.x, tile.y)
+    assert archive.bounds == pytest.approx(atlas.pakistan_bounds, abs=1e-6)  # the pyramid's, not the world
     if suffix == ".pmtiles":
         with open(path, "rb") as handle:
             reader = Reader(MmapSource(handle))
