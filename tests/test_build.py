@@ -175,8 +175,27 @@ def test_units_by_date(atlas):
     assert len([f for f in later if f["properties"]["part"] == "core"]) == 12
     reported_2025 = [f for f in atlas.features("wilayahs", "2026-01-01")
                      if f["properties"]["valid_from"] == "2025-12-25"]
-    assert {f["properties"]["unit"] for f in reported_2025} == {"kashmir", "diamer", "darel"}
+    assert {f["properties"]["unit"] for f in reported_2025} == {"kashmir", "diamer", "darel", "gilgit-baltistan"}
     assert all(f["properties"]["confidence"] == "low" for f in reported_2025)
+
+
+def test_superseded_unit_remainder_continues_with_unknown_status(atlas):
+    """December 2025 splits Gilgit-Baltistan into Diamer and Darel and names nothing for the rest: the Gilgit
+    and Baltistan divisions stay covered, by a low-confidence continuation, not left blank."""
+    valid = atlas.features("wilayahs", "2026-01-01")
+    covered = shapely.union_all([shapely.geometry.shape(f["geometry"]) for f in valid])
+    divisions = {f["properties"]["name"]: s for f, s in zip(atlas.features("divisions"), geoms(atlas, "divisions"),
+                                                            strict=True)}
+    for name in ("Gilgit", "Baltistan", "Diamer-Astore"):
+        assert geometry.area_km2([shapely.difference(divisions[name], covered)])[0] < KM2, name
+    rest = next(f["properties"] for f in valid if f["properties"]["unit"] == "gilgit-baltistan")
+    assert (rest["part"], rest["confidence"], rest["basis"], rest["valid_from"]) == (
+        "extension", "low", "inferred", "2025-12-25")
+    assert rest["notes"].startswith("Status unknown since 2025-12-25")
+    assert {s["date"] for s in rest["sources"]} == {"2025-12-26"}
+    before = next(f["properties"] for f in atlas.features("wilayahs", "2025-12-24")
+                  if f["properties"]["unit"] == "gilgit-baltistan")
+    assert before["valid_to"] == "2025-12-24"
 
 
 def test_wilayah_equals_union_of_members(atlas):
