@@ -99,9 +99,6 @@ def _layer(layer_id: str, key: str, kind: str, where, paint: dict, tileset: str,
         out["minzoom"] = catalogue.layer(layer_id).min_zoom
     if maplibre_filter(where):
         out["filter"] = maplibre_filter(where)
-    layout = dict(layout or {})
-    if tileset == "atlas" and layer_id in style.HIDDEN_IN_ATLAS:
-        layout["visibility"] = "none"
     if layout:
         out["layout"] = layout
     out["paint"] = paint
@@ -130,8 +127,9 @@ def _label_layers(layer_id: str, font: style.Font, tileset: str) -> list[dict]:
 def maplibre_style(tileset: str, layer_ids, tilejson_url: str, sprite_url: str, glyphs_url: str | None,
                    name: str) -> dict:
     """A MapLibre GL style (spec v8) for a vector tileset whose TileJSON is at ``tilejson_url``: every fill
-    in draw order, then hatches, then outlines, then labels (only with ``glyphs_url``)."""
-    ordered = _ordered(layer_ids)
+    in draw order, then hatches, then outlines, then labels (only with ``glyphs_url``). The atlas leaves out
+    ``style.HIDDEN_IN_ATLAS`` (QGIS 3.22 ignores ``visibility: none``)."""
+    ordered = [lid for lid in _ordered(layer_ids) if tileset != "atlas" or lid not in style.HIDDEN_IN_ATLAS]
     layers = [{"id": "background", "type": "background", "paint": {"background-color": style.BACKGROUND}}] \
         if tileset == "atlas" else []
     for lid in ordered:

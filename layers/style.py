@@ -95,7 +95,7 @@ LABEL_STYLES = {
 }
 
 # Bottom to top. Renderers draw every fill in this order, then every outline in this order, then labels,
-# so unit outlines lie over civil borders. Zones duplicate the units' fills and are off in the atlas.
+# so unit outlines lie over civil borders. Zones duplicate the units' fills: the atlas leaves them out.
 DRAW_ORDER = ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "zones",
               "wilayahs")
 HIDDEN_IN_ATLAS = ("zones",)

@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 import urllib.request
+from urllib.parse import quote
 from pathlib import Path
 
 from qgis.core import (
@@ -73,9 +74,8 @@ def render(layers, out: str, day: str = "") -> None:
 
 def check_tiles(base: str, out: str, datetime: str = "") -> dict:
     query = f"?datetime={datetime}" if datetime else ""
-    uri = (f"styleUrl={base}/tiles/atlas/style.json{query}&type=xyz"
-           f"&url={base}/tiles/atlas/%7Bz%7D/%7Bx%7D/%7By%7D.mvt{query.replace('?', '%3F').replace('=', '%3D')}"
-           "&zmin=0&zmax=14")
+    uri = (f"styleUrl={quote(f'{base}/tiles/atlas/style.json{query}', safe=':/')}&type=xyz"
+           f"&url={quote(f'{base}/tiles/atlas/{{z}}/{{x}}/{{y}}.mvt{query}', safe=':/')}&zmin=0&zmax=14")
     layer = QgsVectorTileLayer(uri, "atlas")
     error, ok = layer.loadDefaultStyle()
     render([layer], out)
@@ -104,6 +104,8 @@ def check_gpkg(path: str, *names: str) -> dict:
         layer = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
         result[name] = {"valid": layer.isValid(), "renderer": renderer_info(layer),
                         "temporal": temporal_info(layer), "features": layer.featureCount()}
+        layer.loadDefaultStyle()  # QGIS 3.22 resets temporal properties after the style read on open
+        result[name]["temporal_reloaded"] = temporal_info(layer)
     return result
 
 
