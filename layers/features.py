@@ -39,16 +39,74 @@ class Queryable:
     """A simple property a client may filter on with ``name=value`` (exact match)."""
 
     name: str  # query parameter
-    prop: str  # feature property it reads
+    prop: str | None  # feature property it reads; None for ``period`` (matched by validity, not a property)
     many: bool  # the property is a list: the value must be one of its members
     values: tuple[str, ...] | None  # the valid values when few enough to list, else None
 
+    @property
+    def description(self) -> str:
+        if self.prop is None:
+            return ("The features valid on the first day of this period (the period start dates of the "
+                    "wilayah file): one structure, no overlapping units. A feature valid across several "
+                    "periods matches each.")
+        return f"Features whose {self.prop} {'includes' if self.many else 'is'} this value (exact match)."
 
-def layer_metadata(atlas: store.Atlas, layer_id: str) -> dict:
-    """Title, description, licence and credit lines (and the caveat for claimed units) of a layer."""
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection the features API serves: a catalogue layer whole, or one period of a temporal layer
+    (the features valid on the period's first day: one structure with no overlapping units, for
+    clients that cannot send ``datetime``)."""
+
+    id: str
+    layer: catalogue.Layer
+    day: str | None = None  # period start, for a period collection
+    label: str = ""  # the period's label in the wilayah file
+
+    @property
+    def title(self) -> str:
+        return self.layer.title if self.day is None else f"{self.layer.title}: {self.label}, from {self.day}"
+
+    @property
+    def description(self) -> str:
+        if self.day is None:
+            return self.layer.description
+        return (f"The features of {self.layer.id} valid on {self.day}, the first day of the period "
+                f"'{self.label}': one structure, no overlapping units. {self.layer.description}")
+
+
+PERIOD = "period"  # the queryable and collection suffix of one period of a temporal layer
+
+
+def periods() -> list[dict]:
+    """The periods of the wilayah file: ``{"from": ISO date, "label": text}``, oldest first."""
+    return wilayahs.load()["periods"]
+
+
+def collections() -> dict[str, Collection]:
+    """Every collection by id: the catalogue's layers in order, then one per period of each temporal layer."""
+    whole = [Collection(layer.id, layer) for layer in catalogue.LAYERS]
+    timed = [Collection(f"{layer.id}-{p['from']}", layer, p["from"], p["label"])
+             for layer in catalogue.LAYERS if layer.temporal for p in periods()]
+    return {c.id: c for c in (*whole, *timed)}
+
+
+def collection_features(atlas: store.Atlas, collection: Collection) -> tuple[list[dict], np.ndarray]:
+    """A collection's features and their aligned geometries (a period's: those valid on its first day)."""
+    features, geometries = atlas.features(collection.layer.id), atlas.geometries[collection.layer.id]
+    if collection.day is None:
+        return features, geometries
+    chosen = wilayahs.valid_indices(features, collection.day, collection.day)
+    return [features[i] for i in chosen], np.asarray(geometries, dtype=object)[chosen]
+
+
+def layer_metadata(atlas: store.Atlas, layer_id: str, collection: Collection | None = None) -> dict:
+    """Title, description, licence and credit lines (and the caveat for claimed units) of a layer,
+    or of one of its period collections."""
     entry = catalogue.layer(layer_id)
+    collection = collection or Collection(layer_id, entry)
     used = [d for k, d in atlas.manifest["datasets"].items() if k in entry.datasets]
-    meta = {"title": entry.title, "description": entry.description,
+    meta = {"title": collection.title, "description": collection.description,
             "licence": "; ".join(d["licence"] for d in used),
             "attribution": "; ".join(d["attribution"] for d in used),
             "licences": [{"title": d["title"], "licence": d["licence"], "url": d["licence_url"]} for d in used]}
@@ -57,8 +115,9 @@ def layer_metadata(atlas: store.Atlas, layer_id: str) -> dict:
     return meta
 
 
-def _queryables(features: list[dict]) -> dict[str, Queryable]:
-    """Scalar string properties and lists of strings (matched by member), prose fields excepted."""
+def _queryables(features: list[dict], temporal: bool) -> dict[str, Queryable]:
+    """Scalar string properties and lists of strings (matched by member), prose fields excepted;
+    ``period`` on temporal layers."""
     found: dict[str, Queryable] = {}
     keys = dict.fromkeys(k for f in features for k in f["properties"])
     for key in keys:
@@ -72,21 +131,57 @@ def _queryables(features: list[dict]) -> dict[str, Queryable]:
         distinct = sorted({m for m in members if m is not None} | set(DOMAINS.get(key, ())))
         name = next((single for single, plural in PLURALS.items() if plural == key and single not in keys), key)
         found[name] = Queryable(name, key, many, tuple(distinct) if len(distinct) <= ENUM_MAX else None)
+    if temporal:
+        found[PERIOD] = Queryable(PERIOD, None, False, tuple(p["from"] for p in periods()))
     return found
 
 
-class LayerFeatures:
-    """One layer's features ready to answer queries: ids, JSON bytes, a spatial index, queryables."""
+TEMPORAL_ROLES = {"valid_from": "primary-interval-start", "valid_to": "primary-interval-end"}
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
-    def __init__(self, atlas: store.Atlas, layer_id: str):
-        self.layer = catalogue.layer(layer_id)
-        self.features = atlas.features(layer_id)
-        self.geometries = atlas.geometries[layer_id]
+
+def queryables_schema(lf: LayerFeatures, url: str) -> dict:
+    """OGC API - Features Part 3 queryables: a JSON Schema (2020-12) of the properties a client may
+    filter on with ``name=value``, dates marked with their OGC temporal roles, and the geometry."""
+    properties = {"geometry": {"x-ogc-role": "primary-geometry", "format": "geometry-multipolygon",
+                               "description": "Filtered with bbox (CRS84)."}}
+    for q in lf.queryables.values():
+        schema = {"title": q.name, "description": q.description, "type": "string"}
+        if q.values is not None:
+            schema["enum"] = list(q.values)
+        if q.prop in TEMPORAL_ROLES or q.prop is None:
+            schema.update(format="date")
+        if q.prop in TEMPORAL_ROLES:
+            schema["x-ogc-role"] = TEMPORAL_ROLES[q.prop]
+            schema["type"] = ["string", "null"] if q.prop == "valid_to" else "string"
+        properties[q.name] = schema
+    return {"$schema": JSON_SCHEMA, "$id": url, "type": "object", "title": lf.title,
+            "description": f"The properties of {lf.title} a client may filter on: ?name=value (exact match).",
+            "properties": properties, "additionalProperties": False}
+
+
+def temporal_properties(lf: LayerFeatures) -> dict:
+    """The dates that bound each feature's validity, with their OGC roles (empty for untimed layers)."""
+    if not lf.layer.temporal:
+        return {}
+    return {prop: {"type": "string", "format": "date", "x-ogc-role": role}
+            for prop, role in TEMPORAL_ROLES.items()}
+
+
+class LayerFeatures:
+    """One collection's features ready to answer queries: ids, JSON bytes, a spatial index, queryables."""
+
+    def __init__(self, atlas: store.Atlas, collection: Collection | str):
+        collection = collections()[collection] if isinstance(collection, str) else collection
+        self.collection, self.id, self.title = collection, collection.id, collection.title
+        self.layer = collection.layer
+        self.features, self.geometries = collection_features(atlas, collection)
         self.ids = [str(f["id"]) for f in self.features]
         self.position = {fid: i for i, fid in enumerate(self.ids)}
         self.blobs = [geojson.dumps(f) for f in self.features]
-        self.queryables = _queryables(self.features)
-        self.bbox = atlas.manifest["layers"][layer_id]["bbox"]
+        self.queryables = _queryables(self.features, self.layer.temporal and collection.day is None)
+        self.bbox = (atlas.manifest["layers"][self.layer.id]["bbox"] if collection.day is None
+                     else [round(v, 6) for v in shapely.total_bounds(self.geometries).tolist()])
 
     @cached_property
     def tree(self) -> shapely.STRtree:
@@ -114,7 +209,10 @@ class LayerFeatures:
         return chosen
 
     def _matches(self, queryable: Queryable, index: int, value: str) -> bool:
-        found = self.features[index]["properties"].get(queryable.prop)
+        props = self.features[index]["properties"]
+        if queryable.prop is None:
+            return wilayahs.valid_during(props, value, value)
+        found = props.get(queryable.prop)
         return value in found if queryable.many else found == value
 
     def check_filters(self, filters: dict[str, str]) -> None:
@@ -131,30 +229,45 @@ class LayerFeatures:
 
 # --- datetime (RFC 3339 instant or interval) -------------------------------------------------
 
-INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2}))?")
+INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?([Zz]|([+-])(\d{2}):(\d{2})))?")
 # The same as a JSON Schema pattern (for the OpenAPI document): an instant, or an interval of two.
 DATETIME_PATTERN = rf"^{INSTANT.pattern}$|^({INSTANT.pattern}|\.\.)?/({INSTANT.pattern}|\.\.)?$"
 DATETIME_VALID = ("an RFC 3339 date-time or date (2023-07-01T00:00:00Z, 2023-07-01), or an interval "
-                  "start/end where either end may be '..' (2023-01-01/2023-06-30, ../2023-06-30)")
+                  "start/end where either end may be '..' or empty (2023-01-01/2023-06-30, ../2023-06-30)")
 
 
 INSTANT_PATTERN = rf"^{INSTANT.pattern}$"  # one instant, no interval (maps and exports show one date)
 INSTANT_VALID = "an ISO date or RFC 3339 date-time, e.g. 2023-07-01 or 2023-07-01T00:00:00Z"
+FIRST_DAY, LAST_DAY = dt.date.min.isoformat(), dt.date.max.isoformat()  # instants beyond clamp to these
+_CYCLE = 146097  # days in 400 Gregorian years: shifts year 0 into the range Python's date can hold
+
+
+def _utc_day(year: int, month: int, day: int, seconds: int) -> str:
+    """The UTC calendar day ``seconds`` after midnight local time of a date, clamped to years 1-9999.
+
+    Counted in day numbers rather than ``datetime``: RFC 3339 allows year 0000 and offsets that
+    carry 9999-12-31 past the year 9999, neither of which ``datetime`` can hold."""
+    shift = 1 if year == 0 else 0
+    ordinal = dt.date(year + 400 * shift, month, day).toordinal() - _CYCLE * shift + seconds // 86400
+    return dt.date.fromordinal(min(max(ordinal, 1), dt.date.max.toordinal())).isoformat()
 
 
 def _day(text: str, raw: str, valid: str = DATETIME_VALID) -> str | None:
     """The UTC calendar day of an instant (validity is kept in days), None for an open end."""
     if text in (OPEN, ""):
         return None
-    if not INSTANT.fullmatch(text):
+    found = INSTANT.fullmatch(text)
+    if not found:
         raise QueryError("datetime", raw, valid)
+    year, month, day, hour, minute, second, zone, sign, zone_h, zone_m = found.groups()
+    clock = [int(v) for v in (hour or 0, minute or 0, second or 0, zone_h or 0, zone_m or 0)]
+    if clock[0] > 23 or clock[1] > 59 or clock[2] > 60 or clock[3] > 23 or clock[4] > 59:
+        raise QueryError("datetime", raw, valid)
+    offset = (clock[3] * 3600 + clock[4] * 60) * (-1 if sign == "-" else 1)
     try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text).isoformat()
-        moment = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
+        return _utc_day(int(year), int(month), int(day), clock[0] * 3600 + clock[1] * 60 + clock[2] - offset)
+    except ValueError:  # no such day in the calendar (2023-02-30)
         raise QueryError("datetime", raw, valid) from None
-    return moment.astimezone(dt.timezone.utc).date().isoformat()
 
 
 def parse_instant(raw: str) -> str:
@@ -173,6 +286,7 @@ def parse_datetime(raw: str | None) -> tuple[str | None, str | None] | None:
     if len(parts) > 2 or (len(parts) == 1 and parts[0] in (OPEN, "")):
         raise QueryError("datetime", raw, DATETIME_VALID)
     start, end = _day(parts[0], raw), _day(parts[-1], raw)
+    start, end = (None if start == FIRST_DAY else start), (None if end == LAST_DAY else end)  # 0000, 9999: open
     if start is not None and end is not None and start > end:
         raise QueryError("datetime", raw, "the interval's start must not be after its end")
     return start, end

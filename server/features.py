@@ -15,7 +15,8 @@ from flask import Blueprint, current_app, render_template, request, send_file
 
 from geo import geojson
 from layers import catalogue, formats, store
-from layers.features import LayerFeatures, QueryError, layer_metadata, parse_datetime, rfc3339
+from layers.features import (LayerFeatures, QueryError, collections as all_collections, layer_metadata,
+                             parse_datetime, queryables_schema, rfc3339, temporal_properties)
 from server import openapi
 from server.openapi import CRS84, HTML
 from server.http import (GEOJSON, JSON, Problem, bad_parameter, base_url, bbox_param, etag_of, int_param,
@@ -25,8 +26,15 @@ blueprint = Blueprint("features", __name__)
 
 CONTENT_CRS = {"Content-Crs": f"<{CRS84}>"}
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
-CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/{c}"
-               for c in ("core", "oas30", "html", "geojson")]
+CONFORMANCE = [*(f"http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/{c}" for c in ("core", "oas30", "html",
+                                                                                           "geojson")),
+               *(f"http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/{c}"
+                 for c in ("queryables", "queryables-query-parameters"))]
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+STYLES = (("qml", "application/vnd.qgis.qml+xml", "QGIS style (QML)"),  # served by server.styles
+          ("sld", "application/vnd.ogc.sld+xml", "OGC SLD 1.1 / SE style"))
+MAPLIBRE_STYLE = "application/vnd.mapbox.style+json"
+QGIS_PROJECT = "application/x-qgis-project"
 ITEM_PARAMS = ("bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f")
 CRS_PARAMS = ("crs", "bbox-crs")  # OGC API - Features Part 2, where CRS84 is the one CRS offered
 PAGE_CACHE = 32  # assembled pages kept per process (the whole-layer pages among them)
@@ -37,7 +45,7 @@ class Service:
 
     def __init__(self, atlas: store.Atlas):
         self.atlas = atlas
-        self.layers = {lid: LayerFeatures(atlas, lid) for lid in catalogue.LAYER_IDS}
+        self.layers = {cid: LayerFeatures(atlas, c) for cid, c in all_collections().items()}
         self.started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.api = openapi.ApiContext(atlas, {lid: lf.queryables for lid, lf in self.layers.items()})
         self.items_page = lru_cache(maxsize=PAGE_CACHE)(self._items_page)
@@ -55,7 +63,7 @@ class Service:
         path = f"{base}/collections/{layer_id}/items"
         links = [link(href(path, args), "self", GEOJSON, "This page"),
                  link(href(path, {**args, "f": "html"}), "alternate", HTML, "This page as HTML"),
-                 link(f"{base}/collections/{layer_id}", "collection", JSON, lf.layer.title)]
+                 link(f"{base}/collections/{layer_id}", "collection", JSON, lf.title)]
         if offset + limit < len(chosen):
             links.append(link(href(path, {**args, "offset": str(offset + limit)}), "next", GEOJSON, "Next page"))
         if offset > 0:
@@ -100,7 +108,7 @@ def output(args: dict) -> str:
 def layer_features(layer_id: str) -> LayerFeatures:
     found = service().layers.get(layer_id)
     if found is None:
-        raise not_found(f"collection {layer_id!r}", catalogue.LAYER_IDS)
+        raise not_found(f"collection {layer_id!r}", list(service().layers))
     return found
 
 
@@ -130,13 +138,19 @@ def page(template: str, title: str, json_href: str, **context):
 
 
 def collection_doc(lf: LayerFeatures, base: str) -> dict:
-    lid = lf.layer.id
-    meta = layer_metadata(service().atlas, lid)
+    lid, layer_id = lf.id, lf.layer.id
+    meta = layer_metadata(service().atlas, layer_id, lf.collection)
     url = f"{base}/collections/{lid}"
+    map_url = f"{base}/map/{layer_id}" + (f"?datetime={lf.collection.day}" if lf.collection.day else "")
     links = [link(url, "self", JSON, "This collection"), link(f"{url}?f=html", "alternate", HTML, "As HTML"),
              link(f"{url}/items", "items", GEOJSON, "Features (GeoJSON)"),
              link(f"{url}/items?f=html", "items", HTML, "Features (HTML)"),
-             link(f"{base}/map/{lid}", "related", HTML, "Map of this layer"),
+             link(f"{url}/queryables", QUERYABLES_REL, openapi.QUERYABLES_MEDIA, "Properties to filter on (JSON Schema)"),
+             link(map_url, "related", HTML, "Map of this layer"),
+             *(link(f"{base}/styles/{layer_id}.{ext}", "stylesheet", mimetype, title)
+               for ext, mimetype, title in STYLES),
+             link(f"{base}/tiles/{layer_id}/style.json", "stylesheet", MAPLIBRE_STYLE,
+                  "MapLibre GL style of this layer's vector tiles"),
              *({"href": d["url"], "rel": "license", "type": HTML, "title": f"{d['title']}: {d['licence']}"}
                for d in meta["licences"]),
              *(link(f"{url}/download.{key}", "enclosure", fmt.mimetype, f"Download: {fmt.title}")
@@ -148,6 +162,10 @@ def collection_doc(lf: LayerFeatures, base: str) -> dict:
     doc = {"id": lid, "title": meta["title"], "description": meta["description"], "itemType": "feature",
            "crs": [CRS84], "storageCrs": CRS84, "extent": extent, "licence": meta["licence"],
            "attribution": meta["attribution"], "links": links}
+    if temporal_properties(lf):
+        doc["temporalProperties"] = temporal_properties(lf)
+    if lf.collection.day:
+        doc["period"] = {"start": lf.collection.day, "label": lf.collection.label}
     if "caveat" in meta:
         doc["caveat"] = meta["caveat"]
     return doc
@@ -163,7 +181,9 @@ def landing():
              link(f"{base}/api", "service-desc", openapi.OPENAPI_MEDIA, "The API definition (OpenAPI 3.0)"),
              link(f"{base}/api?f=html", "service-doc", HTML, "The API documentation"),
              link(f"{base}/conformance", "conformance", JSON, "Conformance classes"),
-             link(f"{base}/collections", "data", JSON, "The layers")]
+             link(f"{base}/collections", "data", JSON, "The layers"),
+             link(f"{base}/qgis/atlas.qgs", "related", QGIS_PROJECT,
+                  "QGIS project: every layer, styled, with the temporal controller set to the periods")]
     doc = {"title": "ttp-atlas",
            "description": "Pakistan's civil geography and the TTP's claimed units, as OGC API - Features. "
                           + catalogue.CAVEAT,
@@ -196,7 +216,7 @@ def api():
 def collections():
     args = params(["f"])
     base = base_url()
-    docs = [collection_doc(service().layers[lid], base) for lid in catalogue.LAYER_IDS]
+    docs = [collection_doc(lf, base) for lf in service().layers.values()]
     doc = {"links": [link(f"{base}/collections", "self", JSON, "This document"),
                      link(f"{base}/collections?f=html", "alternate", HTML, "As HTML")],
            "collections": docs}
@@ -212,6 +232,14 @@ def collection(layer_id: str):
     if output(args) == "html":
         return page("features_collection.html", doc["title"], f"{doc['links'][0]['href']}?f=json", doc=doc)
     return respond(geojson.dumps(doc), JSON)
+
+
+@blueprint.get("/collections/<layer_id>/queryables")
+def queryables(layer_id: str):
+    lf = layer_features(layer_id)
+    params([])
+    doc = queryables_schema(lf, f"{base_url()}/collections/{layer_id}/queryables")
+    return respond(geojson.dumps(doc), openapi.QUERYABLES_MEDIA)
 
 
 @blueprint.get("/collections/<layer_id>/items")
@@ -283,7 +311,7 @@ def add_commands(subparsers, common) -> None:
     """``ttp-atlas download LAYER FORMAT [--out FILE]``: one whole layer as a file, as the server offers it."""
     command = subparsers.add_parser("download", parents=[common],
                                     help="write one whole layer as GeoJSON, GeoPackage, Shapefile, ...")
-    command.add_argument("layer", help=f"one of: {', '.join(catalogue.LAYER_IDS)}")
+    command.add_argument("layer", help=f"one of: {', '.join(all_collections())}")
     command.add_argument("format", help=f"one of: {', '.join(formats.FORMATS)}")
     command.add_argument("--out", help="file to write (default: LAYER.FORMAT in the current folder)")
     command.set_defaults(run=cmd_download)

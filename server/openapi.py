@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from layers import catalogue, store
-from layers.features import DATETIME_PATTERN, Queryable
+from layers.features import DATETIME_PATTERN, Queryable, collections
 
 OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 GEOJSON, JSON, HTML, PROBLEM = "application/geo+json", "application/json", "text/html", "application/problem+json"
+QUERYABLES_MEDIA = "application/schema+json"
 DEFAULT_LIMIT, MAX_LIMIT = 1000, 5000  # the items page size: advertised here and enforced by the server
 
 
@@ -55,8 +56,9 @@ FORMAT_PARAM = query("f", {"type": "string", "enum": ["json", "html"]},
 
 
 def collection_param() -> dict:
-    return param("collectionId", "path", {"type": "string", "enum": list(catalogue.LAYER_IDS)},
-                 "A layer of the catalogue.")
+    return param("collectionId", "path", {"type": "string", "enum": list(collections())},
+                 "A layer of the catalogue, or one period of a timed layer (e.g. wilayahs-2023-06-30: the "
+                 "units valid on that period's first day, with no overlaps).")
 
 
 def content(schema: dict, *mimetypes: str) -> dict:
@@ -122,6 +124,11 @@ def components() -> dict:
     return {
         "schemas": {
             "Link": link, "Geometry": geometry, "Feature": feature, "Collection": collection, "Problem": problem,
+            "Queryables": {"type": "object", "required": ["$schema", "$id", "type", "properties"], "properties": {
+                "$schema": {"type": "string"}, "$id": {"type": "string"}, "type": {"type": "string", "enum": ["object"]},
+                "title": {"type": "string"}, "description": {"type": "string"},
+                "properties": {"type": "object", "additionalProperties": {"type": "object"}},
+                "additionalProperties": {"type": "boolean"}}},
             "LandingPage": {"type": "object", "required": ["links"], "properties": {
                 "title": {"type": "string"}, "description": {"type": "string"},
                 "attribution": {"type": "string"}, "links": links}},
@@ -136,6 +143,7 @@ def components() -> dict:
                 "numberMatched": {"type": "integer", "minimum": 0},
                 "numberReturned": {"type": "integer", "minimum": 0}}},
         },
+        "parameters": shared_parameters(),
         "responses": {"BadRequest": problem_response("A query parameter is unknown, repeated or invalid"),
                       "NotFound": problem_response("No such collection, feature or resource"),
                       "Problem": problem_response("Any other problem (405 for methods other than GET)")},
@@ -172,32 +180,45 @@ def core_paths(ctx: ApiContext) -> dict:
             "One layer: extent, licence, links to its items and downloads", "Capabilities",
             [collection_param(), FORMAT_PARAM],
             {**content(ref("schemas", "Collection"), JSON), **content(_html(), HTML)}, op_id="describeCollection"),
+        "/collections/{collectionId}/queryables": operation(
+            "The properties a client may filter items on (OGC API - Features Part 3, JSON Schema 2020-12)",
+            "Capabilities", [collection_param()], content(ref("schemas", "Queryables"), QUERYABLES_MEDIA),
+            op_id="getQueryables"),
     }}
+
+
+SHARED_PARAMETERS = ("bbox", "bbox-crs", "crs", "limit", "offset", "datetime")  # in components/parameters
+
+
+def shared_parameters() -> dict[str, dict]:
+    """The items parameters every client looks up under ``components/parameters`` (GDAL and QGIS
+    read the page size there), defined once and referenced from every items path."""
+    found = {p["name"]: p for p in (
+        query("bbox", {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
+              "Features intersecting minx,miny,maxx,maxy (CRS84 longitude/latitude).", style="form",
+              explode=False),
+        query("bbox-crs", {"type": "string", "enum": [CRS84]}, "CRS of bbox: only CRS84."), CRS_PARAM,
+        query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+              f"Features per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT}).", style="form", explode=False),
+        query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Features to skip (the next link sets it)."),
+        query("datetime", {"type": "string", "pattern": DATETIME_PATTERN},
+              "RFC 3339 instant or interval (start/end, '..' or empty for an open end; "
+              "0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, with any offset, are open ends too): "
+              "features valid then. Features without dates always match.", style="form", explode=False))}
+    return {name: found[name] for name in SHARED_PARAMETERS}
 
 
 def items_parameters(queryables: dict[str, Queryable]) -> list[dict]:
     filters = [query(q.name, {"type": "string", **({"enum": list(q.values)} if q.values else {})},
-                     f"Features whose {q.prop} {'includes' if q.many else 'is'} this value (exact match).")
-               for q in queryables.values()]
-    return [
-        query("bbox", {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
-              "Features intersecting minx,miny,maxx,maxy (CRS84 longitude/latitude).", style="form",
-              explode=False),
-        CRS_PARAM, query("bbox-crs", {"type": "string", "enum": [CRS84]}, "CRS of bbox: only CRS84."),
-        query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
-              f"Features per page (default {DEFAULT_LIMIT}, at most {MAX_LIMIT})."),
-        query("offset", {"type": "integer", "minimum": 0, "default": 0}, "Features to skip (the next link sets it)."),
-        query("datetime", {"type": "string", "pattern": DATETIME_PATTERN},
-              "RFC 3339 instant or interval (start/end, '..' for an open end): features valid then. "
-              "Features without dates always match."),
-        FORMAT_PARAM, *filters]
+                     q.description) for q in queryables.values()]
+    return [*(ref("parameters", name) for name in SHARED_PARAMETERS), FORMAT_PARAM, *filters]
 
 
 def items_paths(ctx: ApiContext) -> dict:
     """Per layer, so that each layer's property filters (and their values) are listed."""
     paths = {}
     for lid, queryables in ctx.queryables.items():
-        title = catalogue.layer(lid).title
+        title = collections()[lid].title
         paths[f"/collections/{lid}/items"] = operation(
             f"Features of {title}", "Data", items_parameters(queryables),
             {**content(ref("schemas", "FeatureCollection"), GEOJSON), **content(_html(), HTML)},

@@ -103,8 +103,9 @@ def test_conformance(client, server):
 
 def test_collections_describe_every_layer(client, server, atlas):
     docs = {c["id"]: c for c in get(client, server, "/collections").json()["collections"]}
-    assert list(docs) == list(catalogue.LAYER_IDS)
-    for lid, doc in docs.items():
+    assert list(docs)[:len(catalogue.LAYER_IDS)] == list(catalogue.LAYER_IDS)  # then the period collections
+    for lid in catalogue.LAYER_IDS:
+        doc = docs[lid]
         assert doc["extent"]["spatial"]["bbox"] == [atlas.manifest["layers"][lid]["bbox"]]
         rels = [(link["rel"], link["type"]) for link in doc["links"]]
         assert ("items", "application/geo+json") in rels and ("license", "text/html") in rels
@@ -242,7 +243,8 @@ def test_other_methods_are_refused(client, server):
 
 
 def test_unknown_collection_names_the_valid_ones(client, server):
-    assert get(client, server, "/collections/provinc", status=404).json()["valid"] == sorted(catalogue.LAYER_IDS)
+    valid = get(client, server, "/collections/provinc", status=404).json()["valid"]
+    assert set(catalogue.LAYER_IDS) <= set(valid) and "wilayahs-2023-06-30" in valid
 
 
 # --- HTML and proxies ------------------------------------------------------------------------
@@ -254,7 +256,7 @@ def test_unknown_collection_names_the_valid_ones(client, server):
     ("/collections/wilayahs/items/peshawar-2022-12-31-core", "member_districts"),
     ("/api", "/collections/{collectionId}/download.{format}"),
     ("/collections/wilayahs", '<iframe class="map" src="http'),
-    ("/collections/wilayahs/items/zhob-2023-06-14-core", "/map/wilayahs?embed=1&amp;datetime=2023-06-14")])
+    ("/collections/wilayahs/items/zhob-2023-06-14-core", "/map/wilayahs?datetime=2023-06-14")])
 def test_html_for_browsers(client, server, path, expected):
     response = get(client, server, path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert response.headers["Content-Type"].startswith("text/html")

@@ -30,12 +30,21 @@ def test_every_layer_has_items_item_and_download_paths(spec):
         assert f"/collections/{lid}/items/{{featureId}}" in spec["paths"]
     download = spec["paths"]["/collections/{collectionId}/download.{format}"]["get"]
     formats = next(p for p in download["parameters"] if p["name"] == "format")["schema"]["enum"]
-    assert set(formats) == {"geojson", "gpkg", "shp.zip", "fgb", "kml", "csv", "topojson"}
+    assert set(formats) == {"geojson", "gpkg", "shp.zip", "fgb", "kml", "csv.zip", "topojson"}
+
+
+def parameters(spec: dict, path: str) -> dict[str, dict]:
+    """The parameters of a GET operation by name, ``$ref``-erenced ones resolved."""
+    found = {}
+    for p in spec["paths"][path]["get"]["parameters"]:
+        if "$ref" in p:
+            p = spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]]
+        found[p["name"]] = p
+    return found
 
 
 def test_limit_default_and_maximum_are_advertised_and_enforced(spec, server):
-    parameters = spec["paths"]["/collections/tehsils/items"]["get"]["parameters"]
-    limit = next(p for p in parameters if p["name"] == "limit")["schema"]
+    limit = parameters(spec, "/collections/tehsils/items")["limit"]["schema"]
     assert (limit["default"], limit["maximum"]) == (openapi.DEFAULT_LIMIT, openapi.MAX_LIMIT)
     default = requests.get(f"{server}/collections/tehsils/items", timeout=30).json()
     assert default["numberReturned"] == min(577, limit["default"])
@@ -45,12 +54,12 @@ def test_limit_default_and_maximum_are_advertised_and_enforced(spec, server):
 
 
 def test_property_filters_are_listed_with_their_values(spec):
-    names = {p["name"]: p["schema"] for p in spec["paths"]["/collections/wilayahs/items"]["get"]["parameters"]}
+    names = {name: p["schema"] for name, p in parameters(spec, "/collections/wilayahs/items").items()}
     assert names["zone"]["enum"] == ["north", "south"]
     assert names["confidence"]["enum"] == ["high", "low", "medium"]
     assert names["part"]["enum"] == ["core", "extension"]
     assert "province" in names and "unit" in names
-    district_params = {p["name"] for p in spec["paths"]["/collections/districts/items"]["get"]["parameters"]}
+    district_params = set(parameters(spec, "/collections/districts/items"))
     assert {"province", "division", "bbox", "datetime", "limit", "offset"} <= district_params
 
 
