@@ -1,6 +1,7 @@
 """Styles for GIS clients, generated from ``layers.style``: ``/styles/{layerId}.qml|.sld``, the MapLibre style
-``/tiles/{tileset}/style.json`` (same ``datetime`` as the tiles), its sprite ``/styles/sprite[@2x].json|.png``,
-the QGIS project ``/qgis/atlas.qgs``; and ``ttp-atlas qgis`` / ``ttp-atlas styles`` to write them to files.
+``/tiles/{tileset}/style.json`` (same ``datetime`` as the tiles), its sprite ``/styles/sprite[@2x].json|.png``
+and label glyphs ``/styles/glyphs/{fontstack}/{range}.pbf``, the QGIS project ``/qgis/atlas.qgs``; and
+``ttp-atlas qgis`` / ``ttp-atlas styles`` to write them to files.
 
 Every URL inside a document is absolute, built from the request's base URL (or ``TTP_ATLAS_BASE_URL``).
 """
@@ -16,16 +17,18 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app
 
 from geo.atomic import staged_dir, write_bytes
-from layers import catalogue, gisstyles, qgisproject, store
+from layers import catalogue, gisstyles, glyphs, qgisproject, store
 from layers import tiles as layer_tiles
 from server import openapi as oas
-from server.http import base_url, bad_parameter, json_response, not_found, params, respond
+from server.http import Problem, base_url, json_response, not_found, params, respond
 from server.tiles import DATETIME_PARAM, TILESET_PARAM, _period
 
 blueprint = Blueprint("styles", __name__)
 KINDS = {"qml": (gisstyles.QML_MEDIA, gisstyles.qml), "sld": (gisstyles.SLD_MEDIA, gisstyles.sld)}
 SPRITES = {"sprite": 1, "sprite@2x": 2}
 QGS_MEDIA = "application/x-qgis-project"
+PBF_MEDIA = "application/x-protobuf"
+GLYPHS = "/styles/glyphs/{fontstack}/{range}.pbf"
 sprite = lru_cache(maxsize=2)(gisstyles.sprite)
 
 
@@ -52,7 +55,18 @@ def style_document(tileset: str, base: str, datetime: str | None) -> dict:
     query = f"?{urlencode({'datetime': datetime})}" if datetime is not None else ""
     title = "TTP atlas" if tileset == layer_tiles.ATLAS else catalogue.layer(tileset).title
     return gisstyles.maplibre_style(tileset, layer_tiles.layers_of(tileset, layer_tiles.MAX_ZOOM),
-                                    f"{base}/tiles/{tileset}.json{query}", f"{base}/styles/sprite", None, title)
+                                    f"{base}/tiles/{tileset}.json{query}", f"{base}/styles/sprite", base + GLYPHS,
+                                    title)
+
+
+@blueprint.get("/styles/glyphs/<fontstack>/<glyph_range>.pbf")
+def glyph_range(fontstack: str, glyph_range: str):
+    params([])
+    try:
+        body = glyphs.glyph_range(fontstack, glyph_range)
+    except glyphs.GlyphError as error:
+        raise Problem(404, "Not found", error.args[0], valid=list(glyphs.FACES)) from None
+    return respond(body, PBF_MEDIA)
 
 
 @blueprint.get("/tiles/<tileset>/style.json")
@@ -97,6 +111,12 @@ def openapi(ctx: oas.ApiContext) -> dict:
                         "temporal controller over the wilayah periods, and the caveat, credits and licences.",
             op_id="getQgisProject"),
     }
+    paths[GLYPHS] = oas.operation(
+        "MapLibre label glyphs (SDF protobuf) of a font stack", "Styles",
+        [oas.param("fontstack", "path", {"type": "string", "enum": list(glyphs.FACES)}, "A served font."),
+         oas.param("range", "path", {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+                   "256 codepoints N-(N+255), N a multiple of 256; Latin-1 (0-255) has the glyphs.", example="0-255")],
+        oas.content({"type": "string", "format": "binary"}, PBF_MEDIA), op_id="getGlyphs")
     for name, ratio in SPRITES.items():
         paths[f"/styles/{name}.json"] = oas.operation(
             f"MapLibre sprite index (pixel ratio {ratio})", "Styles", [], oas.content({"type": "object"}, oas.JSON),
@@ -125,6 +145,9 @@ def cmd_styles(args) -> None:
             index, png = gisstyles.sprite(ratio)
             (tmp / f"{name}.json").write_text(json.dumps(index), encoding="utf-8")
             (tmp / f"{name}.png").write_bytes(png)
+        for face in glyphs.FACES:
+            (tmp / "glyphs" / face).mkdir(parents=True)
+            (tmp / "glyphs" / face / "0-255.pbf").write_bytes(glyphs.glyph_range(face, "0-255"))
         for tileset in layer_tiles.TILESETS:
             document = style_document(tileset, args.url.rstrip("/"), None)
             (tmp / f"{tileset}.style.json").write_text(json.dumps(document, indent=1), encoding="utf-8")

@@ -251,3 +251,49 @@ def test_cli_refuses_a_bad_url(built, data_root, tmp_path):
     done = run_cli("qgis", "--out", str(tmp_path / "a.qgs"), "--url", "atlas.example.org", "--build", str(built))
     assert done.returncode == 2 and "'atlas.example.org' is invalid" in done.stderr
     assert not (tmp_path / "a.qgs").exists()
+
+
+# --- glyphs ------------------------------------------------------------------------------------------
+
+def pbf_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """(field number, varint or bytes) of one protobuf message: a reader independent of the writer."""
+    def varint(i):
+        shift = value = 0
+        while True:
+            byte = data[i]
+            value, shift, i = value | (byte & 0x7F) << shift, shift + 7, i + 1
+            if not byte & 0x80:
+                return value, i
+    out, i = [], 0
+    while i < len(data):
+        key, i = varint(i)
+        if key & 7 == 2:
+            size, i = varint(i)
+            out.append((key >> 3, data[i:i + size]))
+            i += size
+        else:
+            value, i = varint(i)
+            out.append((key >> 3, value))
+    return out
+
+
+def test_label_glyphs_are_sdf_pbf_ranges(server):
+    document = get(f"{server}/tiles/atlas/style.json").json()
+    fonts = {font for layer in document["layers"] for font in layer.get("layout", {}).get("text-font", [])}
+    assert fonts == {f.fontstack for f in style.LABEL_STYLES.values()}
+    for font in fonts:
+        url = document["glyphs"].replace("{fontstack}", font).replace("{range}", "0-255")
+        response = get(url)
+        assert response.headers["Content-Type"] == "application/x-protobuf"
+        stack = dict(pbf_fields(dict(pbf_fields(response.content))[1]))
+        assert stack[1].decode() == font and stack[2] == b"0-255"
+        glyphs = {g[1]: g for g in (dict(pbf_fields(raw)) for n, raw in pbf_fields(dict(pbf_fields(response.content))[1])
+                                    if n == 3)}
+        assert set(map(ord, "Peshawar (possible extension) Zhob Qalat-Makran")) <= set(glyphs)
+        letter = glyphs[ord("H")]
+        assert len(letter[2]) == (letter[3] + 6) * (letter[4] + 6) and 14 <= letter[4] <= 20  # 24 px cap ~17 px
+        bitmap = np.frombuffer(letter[2], np.uint8).reshape(letter[4] + 6, letter[3] + 6)
+        assert bitmap[0, 0] < 100 and bitmap[(letter[4] + 6) // 2, 5] > 192  # outside the stem, inside it
+    assert get(document["glyphs"].replace("{fontstack}", "DejaVu Sans Bold").replace("{range}", "1024-1279")).content
+    for bad in ("Comic Sans/0-255", "DejaVu Sans Bold/0-254", "DejaVu Sans Bold/65536-65791"):
+        assert get(f"{server}/styles/glyphs/{bad}.pbf", 404).json()["status"] == 404
