@@ -11,8 +11,10 @@ scale bar is true (scale error under 1% across all of Pakistan) and north is up.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
+import logging
 import math
 import textwrap
 import threading
@@ -23,18 +25,20 @@ import matplotlib
 import numpy as np
 import shapely
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PatchCollection
+from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path as MplPath
-from matplotlib.patheffects import withStroke
+from matplotlib.patheffects import Stroke
 from matplotlib.transforms import Bbox
 from matplotlib_scalebar.scalebar import ScaleBar
 from pyproj import Transformer
 
 from geo import atomic, gazetteer, paper
 from geo.geometry import polygonal, reproject
-from layers import catalogue, features, style
+from layers import catalogue, features, labels, style, wilayahs
+
+log = logging.getLogger(__name__)
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
 CONTEXT_LAYER = "countries"  # always drawn underneath (land and neighbours) and in the locator map
@@ -52,8 +56,15 @@ INK, HALO = style.INK, style.HALO
 SCALEBAR_FRACTION = 0.22  # of the map width
 PX_TO_PT = 72 / 96  # style widths are CSS px at 96 dpi
 WEB_MERCATOR_M_PER_PX = 156543.03392  # ground metres per pixel at zoom 0 on the equator
+REGION = (44.0, 5.0, 98.0, 48.0)  # South and Central Asia: the locator of a national map
+NATIONAL_SHARE = 0.6  # a view at least this share of Pakistan's width is national (regional locator)
+LABEL_SHRINK = (1.0, 0.85, 0.72)  # unit label sizes tried in place before a callout; the last is the minimum
+CALLOUT_RADII = (2.0, 3.0, 4.5, 6.0, 8.0, 10.0)  # leader lengths tried, in label heights
+CALLOUT_DIRECTIONS = 16
+KEYWORDS = "Pakistan; Tehreek-i-Taliban Pakistan; TTP; wilayahs; claimed units; administrative boundaries"
+# Text stays text: TrueType in PDF, <text> in SVG; TeX is never used, so "$" is an ordinary character.
 RC = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "ttp-atlas", "font.family": "DejaVu Sans",
-      "hatch.linewidth": 0.6, "path.simplify": True}
+      "text.usetex": False, "path.simplify": True}
 
 
 class ExportOptionError(paper.InvalidValue):
@@ -206,6 +217,27 @@ def default_title(layer_ids: tuple[str, ...]) -> str:
     return catalogue.layer(claimed[-1]).title if claimed else "Pakistan: " + catalogue.layer(layer_ids[-1]).title
 
 
+@functools.cache
+def periods() -> tuple[tuple[str, str], ...]:
+    """(first day, label) of each claimed structure, oldest first, from the wilayah file."""
+    return tuple((period["from"], period["label"]) for period in wilayahs.load()["periods"])
+
+
+def period_label(date: str) -> str | None:
+    """The label of the structure in force at ``date``, e.g. "12 units: Punjab North and South added (late
+    June 2023)"; None before the first."""
+    current = [label for start, label in periods() if start <= date]
+    return current[-1] if current else None
+
+
+def default_subtitle(place: str, date: str, temporal: bool) -> str:
+    """"Pakistan: <period label>, as of <date>" for dated layers, else the place."""
+    if not temporal:
+        return place
+    period = period_label(date)
+    return f"{place}: {period}, as of {date}" if period else f"{place}, as of {date}"
+
+
 def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, orientation=None, dpi=None,
                 title=None, subtitle=None) -> dict:
     """The checks that need no build (so the CLI fails before loading one); None means the default."""
@@ -233,7 +265,7 @@ def parse_options(atlas, focus_layers=FOCUS_LAYERS, **strings) -> Options:
     temporal = any(catalogue.layer(lid).temporal for lid in layer_ids)
     return Options(layer_ids, date, tuple(bounds), place, plain["size_mm"], plain["dpi"],
                    default_title(layer_ids) if plain["title"] is None else plain["title"],
-                   (f"{place}, as of {date}" if temporal else place) if plain["subtitle"] is None else plain["subtitle"])
+                   default_subtitle(place, date, temporal) if plain["subtitle"] is None else plain["subtitle"])
 
 
 def output_format(path: Path) -> str:
@@ -245,10 +277,11 @@ def output_format(path: Path) -> str:
 
 # --- geometry to matplotlib --------------------------------------------------------------------
 
-def local_projection(bounds: tuple[float, float, float, float]) -> Transformer:
-    """Lon/lat -> metres in a transverse Mercator centred on ``bounds`` (true scale at the centre)."""
+def local_projection(bounds: tuple[float, float, float, float], proj: str = "tmerc") -> Transformer:
+    """Lon/lat -> metres centred on ``bounds``: transverse Mercator (true scale at the centre) for maps,
+    Lambert azimuthal equal-area ("laea") for a region too wide for it."""
     lon0, lat0 = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
-    crs = f"+proj=tmerc +lat_0={lat0:.6f} +lon_0={lon0:.6f} +k=1 +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
+    crs = f"+proj={proj} +lat_0={lat0:.6f} +lon_0={lon0:.6f} +x_0=0 +y_0=0 +ellps=WGS84 +units=m +no_defs"
     return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
 
 
@@ -281,10 +314,20 @@ class View:
     extent: tuple[float, float, float, float]  # projected minx, miny, maxx, maxy
     lonlat: tuple[float, float, float, float]
     zoom: int
+    frame_mm: tuple[float, float]  # the map panel on paper
 
     @property
     def width_km(self) -> float:
         return (self.extent[2] - self.extent[0]) / 1000
+
+    @property
+    def metres_per_pt(self) -> float:
+        """Ground metres per typographic point on paper: sizes from the style become map units."""
+        return (self.extent[2] - self.extent[0]) / (self.frame_mm[0] / paper.MM_PER_INCH * 72)
+
+    @property
+    def frame(self) -> shapely.Geometry:
+        return shapely.box(*self.extent)
 
 
 def make_view(bounds, frame_mm: tuple[float, float], dpi: int) -> View:
@@ -294,7 +337,7 @@ def make_view(bounds, frame_mm: tuple[float, float], dpi: int) -> View:
     frame = shapely.segmentize(shapely.box(*extent), (extent[2] - extent[0]) / 32)
     lonlat = paper.padded(reproject([frame], transformer, inverse=True)[0].bounds, 0.03)
     metres_per_pixel = (extent[2] - extent[0]) / (frame_mm[0] / paper.MM_PER_INCH * dpi)
-    return View(transformer, extent, lonlat, web_zoom(metres_per_pixel, (bounds[1] + bounds[3]) / 2))
+    return View(transformer, extent, lonlat, web_zoom(metres_per_pixel, (bounds[1] + bounds[3]) / 2), frame_mm)
 
 
 @dataclass
@@ -389,6 +432,9 @@ def legend_entries(shown: list[Shown]) -> list[dict]:
         rows += [{"kind": "swatch", "label": style.CONFIDENCE_STYLES[c]["label"],
                   "style": {**style.wilayah_style(None, c), "stroke": INK, "fill": INK},
                   "gid": f"legend-confidence-{c}"} for c in levels]
+    if any(p.get("part") == "extension" for p in claimed):
+        rows.append({"kind": "swatch", "label": style.PART_LABELS["extension"], "gid": "legend-extension",
+                     "style": {**style.wilayah_style(None, "low", "extension"), "stroke": INK, "hatch_colour": INK}})
     civil = [s.layer_id for s in shown if not catalogue.layer(s.layer_id).claimed and s.features]
     if civil:
         rows.append({"kind": "header", "label": "Boundaries"})
@@ -422,25 +468,54 @@ def credit_lines(atlas, shown: list[Shown], claimed: bool) -> list[str]:
 # --- drawing ---------------------------------------------------------------------------------
 
 def patch_kwargs(look: dict) -> dict:
-    """matplotlib patch properties for a style dict from ``layers.style`` (widths px -> pt)."""
+    """matplotlib patch properties for a style dict from ``layers.style`` (widths px -> pt). Hatches are
+    drawn as lines by ``draw_hatch``: pattern hatches vanish in Poppler-based PDF viewers."""
     width = look["width"] * PX_TO_PT
     kwargs = {"facecolor": matplotlib.colors.to_rgba(look["fill"], look["fill_opacity"]),
               "edgecolor": look["stroke"], "linewidth": width, "joinstyle": "round"}
     if look.get("dash"):
         kwargs["linestyle"] = (0, tuple(d * PX_TO_PT / width for d in look["dash"]))
-    if look.get("hatch"):
-        kwargs.update(hatch=look["hatch"], hatchcolor=look["stroke"])
     return kwargs
 
 
-def draw_layer(ax, shown: Shown) -> None:
-    """Claimed units one patch each (SVG id ``wilayah-<id>``); a civil layer as one collection."""
+def hatch_lines(geom: shapely.Geometry, spacing: float, angle: float) -> shapely.Geometry:
+    """Parallel lines ``spacing`` apart at ``angle`` degrees (anticlockwise from east), clipped to ``geom``.
+
+    The lines lie on a grid through the origin, so neighbouring areas hatched alike line up.
+    """
+    theta = math.radians(angle)
+    along, across = np.array([math.cos(theta), math.sin(theta)]), np.array([-math.sin(theta), math.cos(theta)])
+    minx, miny, maxx, maxy = geom.bounds
+    corners = np.array([[minx, miny], [minx, maxy], [maxx, miny], [maxx, maxy]])
+    offsets = np.arange(math.floor((corners @ across).min() / spacing),
+                        math.ceil((corners @ across).max() / spacing) + 1)[:, None] * spacing * across
+    reach = corners @ along
+    ends = np.stack([offsets + reach.min() * along, offsets + reach.max() * along], axis=1)
+    return shapely.intersection(shapely.multilinestrings(shapely.linestrings(ends)), geom)
+
+
+def draw_hatch(ax, geom: shapely.Geometry, look: dict, units_per_pt: float, gid: str) -> None:
+    """The style's hatch inside ``geom`` as real line segments (``units_per_pt``: axes units per point)."""
+    lines = hatch_lines(geom, look["hatch_spacing"] * PX_TO_PT * units_per_pt, look["hatch_angle"])
+    segments = [shapely.get_coordinates(part) for part in shapely.get_parts(lines)
+                if part.geom_type == "LineString"]
+    ax.add_collection(LineCollection(segments, colors=[matplotlib.colors.to_rgba(look["hatch_colour"],
+                                                                                 look["hatch_opacity"])],
+                                     linewidths=look["hatch_width"] * PX_TO_PT, capstyle="butt", gid=gid))
+
+
+def draw_layer(ax, shown: Shown, metres_per_pt: float) -> None:
+    """Claimed units one patch each (SVG id ``wilayah-<id>``), hatched ones with their lines (``hatch-<id>``);
+    a civil layer as one collection."""
     if catalogue.layer(shown.layer_id).claimed:
         singular = "wilayah" if shown.layer_id == "wilayahs" else "zone"
-        for feature, path in zip(shown.features, shown.paths, strict=True):
-            patch = PathPatch(path, **patch_kwargs(style.feature_style(shown.layer_id, feature["properties"])))
+        for feature, path, geom in zip(shown.features, shown.paths, shown.geoms, strict=True):
+            look = style.feature_style(shown.layer_id, feature["properties"])
+            patch = PathPatch(path, **patch_kwargs(look))
             patch.set_gid(f"{singular}-{feature['id']}")
             ax.add_patch(patch)
+            if look["hatch"]:
+                draw_hatch(ax, geom, look, metres_per_pt, f"hatch-{feature['id']}")
         return
     ax.add_collection(collection(shown.paths, style.feature_style(shown.layer_id, {}), f"layer-{shown.layer_id}"))
 
@@ -449,34 +524,198 @@ def collection(paths: list[MplPath], look: dict, gid: str, width_factor: float =
     """Many paths in one style as one artist: drawn in one pass, one group in SVG."""
     kwargs = patch_kwargs(look)
     return PatchCollection([PathPatch(p) for p in paths], facecolors=[kwargs["facecolor"]],
-                           edgecolors=[kwargs["edgecolor"]], linewidths=[kwargs["linewidth"] * width_factor], gid=gid)
+                           edgecolors=[kwargs["edgecolor"]], linewidths=[kwargs["linewidth"] * width_factor],
+                           linestyles=[kwargs.get("linestyle", "solid")], gid=gid)
 
 
-def label_candidates(shown: list[Shown], view: View) -> list[tuple[str, tuple[float, float], str]]:
-    """(text, point, kind) by priority: wilayah units by area, then districts when the view is small."""
-    out = []
+# --- labels ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Placed:
+    """A unit label as drawn: the model's label, the point it names (lon/lat, inside the labelled part),
+    its size, and whether a leader line joins it to that point."""
+
+    label: labels.Label
+    anchor: tuple[float, float]
+    size: float  # pt
+    callout: bool
+
+
+def anchored_labels(atlas, shown: list[Shown], view: View, date: str) -> list[tuple]:
+    """(label, anchor in map metres, part in view) for the claimed features shown, in placing order.
+
+    The anchor is the label model's (the pole of inaccessibility of the feature's own part); when the
+    view cuts it off, the pole of the part in view. Cores come first, small before large: a large unit
+    has room to move its label, a small one has not.
+    """
+    claimed = [s for s in shown if catalogue.layer(s.layer_id).claimed and s.features]
+    if not claimed:
+        return []
+    layer = next((s for s in claimed if s.layer_id == "wilayahs"), claimed[0])
+    in_view = {f["id"]: g for f, g in zip(layer.features, shapely.intersection(layer.geoms, view.frame), strict=True)}
+    found = []
+    for label in labels.unit_labels(atlas, layer.layer_id, date):
+        part = in_view.get(label.feature_id)
+        if part is None or part.is_empty:
+            continue
+        x, y = view.transformer.transform(label.lon, label.lat)
+        if not shapely.contains_xy(part, x, y):
+            x, y = labels.anchor(polygonal(part), tolerance=(view.extent[2] - view.extent[0]) / 2000)
+        found.append((label, (x, y), part))
+    return sorted(found, key=lambda row: (row[0].priority, row[2].area))
+
+
+def label_look(layer_id: str, part: str, scale: float) -> dict:
+    """Text properties of a label from the layer's font in ``layers.style``; extensions in italics, smaller."""
+    font = style.LABEL_STYLES[layer_id]
+    size = font.size * PX_TO_PT * scale * (0.85 if part == "extension" else 1.0)
+    return {"fontsize": size, "fontweight": "bold" if font.bold else "normal",
+            "fontstyle": "italic" if font.italic or part == "extension" else "normal", "color": font.colour}
+
+
+def display_text(label: labels.Label) -> str:
+    """An extension's label on two lines, "<name>" over "(possible extension)": a shorter box."""
+    return label.text.replace(" (", "\n(", 1) if label.part == "extension" else label.text
+
+
+def text_size(ax, text: str, look: dict, renderer) -> tuple[float, float]:
+    """Width and height in display pixels of ``text`` set in ``look``."""
+    artist = ax.text(0, 0, text, parse_math=False, **look)
+    box = artist.get_window_extent(renderer)
+    artist.remove()
+    return box.width, box.height
+
+
+# Moves of a label around its anchor (box widths, box heights), each kept only while the box centre stays
+# inside the unit.
+LABEL_MOVES = ((0, 0), (0, 0.8), (0, -0.8), (0.3, 0), (-0.3, 0), (0.3, 0.8), (-0.3, 0.8), (0.3, -0.8),
+               (-0.3, -0.8), (0, 1.6), (0, -1.6))
+
+
+def in_place_spots(px: float, py: float, width: float, height: float, inside):
+    """Boxes for a label at display point (px, py), best first: centred, moved (its centre kept inside the
+    unit), then the same smaller down to the minimum size. Yields (box, shrink)."""
+    for shrink in LABEL_SHRINK:
+        w, h = width * shrink, height * shrink
+        for dx, dy in LABEL_MOVES:
+            cx, cy = px + dx * w, py + dy * h
+            if (dx, dy) == (0, 0) or inside(cx, cy):
+                yield Bbox.from_bounds(cx - w / 2, cy - h / 2, w, h), shrink
+
+
+def callout_spots(px: float, py: float, width: float, height: float):
+    """Boxes at the end of a leader line from (px, py), every direction, nearest first. Yields (box, shrink)."""
+    shrink = LABEL_SHRINK[1]
+    w, h = width * shrink, height * shrink
+    for radius in CALLOUT_RADII:
+        for k in range(CALLOUT_DIRECTIONS):
+            angle = 2 * math.pi * k / CALLOUT_DIRECTIONS
+            dx, dy = math.cos(angle), math.sin(angle)
+            cx, cy = px + dx * (radius * h + w / 2 * abs(dx)), py + dy * (radius * h + h / 2 * abs(dy))
+            yield Bbox.from_bounds(cx - w / 2, cy - h / 2, w, h), shrink
+
+
+def uncovered_anchor(part: shapely.Geometry, taken: list[Bbox], to_data, tolerance: float):
+    """The pole of inaccessibility of what the boxes already taken leave of ``part`` (map units), or None."""
+    covered = shapely.union_all([shapely.box(*to_data.transform([(b.x0, b.y0), (b.x1, b.y1)]).ravel())
+                                 for b in taken])
+    free = polygonal(shapely.difference(part, covered))
+    return None if free.is_empty else labels.anchor(free, tolerance)
+
+
+def is_free(box: Bbox, frame: Bbox, taken: list[Bbox], leader_from=None) -> bool:
+    """Whether ``box`` (padded) lies in the frame clear of every box taken, and so does the leader line
+    from ``leader_from`` (a display point) to it."""
+    padded = box.expanded(1.06, 1.15)
+    if not (frame.contains(padded.x0, padded.y0) and frame.contains(padded.x1, padded.y1)) \
+            or any(padded.overlaps(other) for other in taken):
+        return False
+    if leader_from is None:
+        return True
+    leader = shapely.LineString([leader_from, ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]).difference(
+        shapely.box(*padded.extents))
+    return not any(leader.intersects(shapely.box(*other.extents)) for other in taken)
+
+
+def draw_text(ax, xy, text: str, look: dict, gid: str, scale: float, anchor=None) -> None:
+    """``text`` centred on ``xy`` (data units) over a halo; with ``anchor``, a leader line and dot to it.
+
+    The halo is a separate, outlined copy underneath: path effects turn text into outlines in PDF and SVG,
+    so the text itself carries none and stays searchable text.
+    """
+    halo = style.LABEL_STYLES["wilayahs"]
+    common = {"ha": "center", "va": "center", "parse_math": False, "clip_on": True, **look}
+    ax.text(*xy, text, zorder=5, gid=f"halo-{gid}", **{**common, "color": halo.halo},
+            path_effects=[Stroke(linewidth=2 * halo.halo_width * PX_TO_PT * scale, foreground=halo.halo)])
+    if anchor is None:
+        ax.text(*xy, text, zorder=6, gid=f"label-{gid}", **common)
+        return
+    ax.annotate(text, xy=anchor, xytext=xy, zorder=6, gid=f"label-{gid}", annotation_clip=False,
+                arrowprops={"arrowstyle": "-", "color": look["color"], "linewidth": 0.7 * scale, "shrinkA": 0,
+                            "shrinkB": 0}, **common)
+    ax.plot(*anchor, marker="o", markersize=2.2 * scale, color=look["color"], zorder=6, gid=f"anchor-{gid}")
+
+
+def place_unit_labels(ax, anchored: list[tuple], view: View, scale: float,
+                      taken: list[Bbox]) -> tuple[list[Placed], list[str]]:
+    """Label every unit: at its anchor, moved, shrunk, moved to a part of the unit no other label covers,
+    or called out with a leader line; a unit that finds no room at all is returned as a warning."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    to_data = ax.transData.inverted()
+    tolerance = (view.extent[2] - view.extent[0]) / 2000
+    placed, warnings = [], []
+    for label, anchor, part in anchored:
+        text, look = display_text(label), label_look("wilayahs", label.part, scale)
+        size = text_size(ax, text, look, renderer)
+
+        def inside(cx, cy, part=part):
+            return bool(shapely.contains_xy(part, *to_data.transform((cx, cy))))
+
+        def spots(anchor=anchor, part=part, size=size, inside=inside):
+            """(box, shrink, anchor, callout) in order of preference."""
+            px, py = ax.transData.transform(anchor)
+            yield from ((box, shrink, anchor, False) for box, shrink in in_place_spots(px, py, *size, inside))
+            free = uncovered_anchor(part, taken, to_data, tolerance) or anchor
+            fx, fy = ax.transData.transform(free)
+            yield from ((box, shrink, free, False) for box, shrink in in_place_spots(fx, fy, *size, inside))
+            yield from ((box, shrink, free, True) for box, shrink in callout_spots(fx, fy, *size))
+        spot = next((s for s in spots() if is_free(s[0], frame, taken,
+                                                   ax.transData.transform(s[2]) if s[3] else None)), None)
+        if spot is None:
+            warnings.append(f"no room for the label of {label.text} ({label.feature_id}) at this paper size")
+            continue
+        box, shrink, (x, y), callout = spot
+        taken.append(box.expanded(1.06, 1.15))
+        look = {**look, "fontsize": look["fontsize"] * shrink}
+        draw_text(ax, to_data.transform(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)), text, look, "wilayah",
+                  scale, anchor=(x, y) if callout else None)
+        lon, lat = view.transformer.transform(x, y, direction="INVERSE")
+        placed.append(Placed(label, (float(lon), float(lat)), look["fontsize"], callout))
+    return placed, warnings
+
+
+def place_district_labels(ax, shown: list[Shown], view: View, scale: float, taken: list[Bbox]) -> None:
+    """District names, largest first, only centred and only where they fit (context, not a claim)."""
+    if view.width_km > DISTRICT_LABELS_BELOW_KM:
+        return
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    look = {"fontsize": 5.5 * scale, "fontstyle": "italic", "color": style.CIVIL_STYLES["districts"]["stroke"]}
     for s in shown:
-        if s.layer_id == "wilayahs":
-            units: dict[str, list[int]] = {}
-            for i, f in enumerate(s.features):
-                units.setdefault(f["properties"]["unit"], []).append(i)
-            for idx in sorted(units.values(), key=lambda ix: -shapely.area(shapely.union_all(s.geoms[ix]))):
-                out.append((s.features[idx[0]]["properties"]["name"], label_point(s.geoms[idx]), "wilayah"))
-    if view.width_km <= DISTRICT_LABELS_BELOW_KM:
-        for s in shown:
-            if s.layer_id == "districts":
-                order = np.argsort(-shapely.area(s.geoms))
-                out += [(s.features[i]["properties"]["name"], label_point([s.geoms[i]]), "district") for i in order]
-    return out
-
-
-def label_point(geoms) -> tuple[float, float]:
-    """The centre of the largest circle inside the largest part: where a label reads as "inside"."""
-    parts = shapely.get_parts(np.asarray(geoms, dtype=object))
-    largest = parts[np.argmax(shapely.area(parts))]
-    line = shapely.maximum_inscribed_circle(largest, math.sqrt(largest.area) / 50)
-    x, y = shapely.get_coordinates(line)[0]
-    return float(x), float(y)
+        if s.layer_id != "districts":
+            continue
+        for i in np.argsort(-shapely.area(s.geoms)):
+            x, y = labels.anchor(s.geoms[i], tolerance=(view.extent[2] - view.extent[0]) / 2000)
+            if not view.frame.contains(shapely.Point(x, y)):
+                continue
+            text = s.features[i]["properties"]["name"]
+            width, height = text_size(ax, text, look, renderer)
+            px, py = ax.transData.transform((x, y))
+            box = Bbox.from_bounds(px - width / 2, py - height / 2, width, height)
+            if is_free(box, frame, taken):
+                taken.append(box.expanded(1.06, 1.15))
+                draw_text(ax, (x, y), text, look, "district", scale)
 
 
 def furniture_boxes(ax, scale: float) -> list[Bbox]:
@@ -488,63 +727,47 @@ def furniture_boxes(ax, scale: float) -> list[Bbox]:
                              28 * scale * points, 48 * scale * points)]
 
 
-# (horizontal, vertical) alignments tried in turn: centred on the point, then above, below, right, left.
-LABEL_ANCHORS = (("center", "center"), ("center", "bottom"), ("center", "top"), ("left", "center"),
-                 ("right", "center"))
-
-
-def place_labels(fig: Figure, ax, candidates, scale: float) -> list:
-    """Greedy: keep a label only if its box is inside the map and clear of every label kept before it."""
-    renderer = fig.canvas.get_renderer()
-    frame = ax.get_window_extent(renderer)
-    kept, boxes = [], furniture_boxes(ax, scale)
-    looks = {"wilayah": {"fontsize": 8.5 * scale, "fontweight": "bold", "color": INK},
-             "district": {"fontsize": 5.5 * scale, "fontstyle": "italic", "color": style.CIVIL_STYLES["districts"]["stroke"]}}
-    for text, (x, y), kind in candidates:
-        if not (ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1]):
-            continue
-        # a unit's name may sit beside its point when centred it would collide; a district's may not
-        for ha, va in LABEL_ANCHORS if kind == "wilayah" else LABEL_ANCHORS[:1]:
-            artist = ax.text(x, y, text, ha=ha, va=va, clip_on=True, zorder=5,
-                             path_effects=[withStroke(linewidth=2.2 * scale, foreground=HALO)], **looks[kind])
-            box = artist.get_window_extent(renderer).expanded(1.06, 1.15)
-            if (frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
-                    and not any(box.overlaps(other) for other in boxes)):
-                boxes.append(box)
-                kept.append(artist)
-                artist.set_gid(f"label-{kind}")
-                break
-            artist.remove()
-    return kept
-
+# --- furniture ---------------------------------------------------------------------------------------
 
 def draw_north_arrow(ax, scale: float) -> None:
     ax.annotate("N", xy=(0.955, 0.965), xytext=(0.955, 0.875), xycoords="axes fraction", ha="center", va="center",
-                fontsize=10 * scale, fontweight="bold", color=INK, gid="north-arrow",
+                fontsize=10 * scale, fontweight="bold", color=INK, gid="north-arrow", parse_math=False,
                 arrowprops={"facecolor": INK, "edgecolor": INK, "width": 2.5 * scale, "headwidth": 9 * scale,
                             "headlength": 9 * scale, "shrink": 0.0})
 
 
-def draw_inset(fig: Figure, rect, atlas, view: View) -> None:
-    """Locator map: Pakistan and its neighbours, the main map's extent as a box."""
+def is_national(atlas, view: View) -> bool:
+    """Whether the view shows (most of) the country: such a map gets the regional locator."""
+    home = atlas.pakistan_bounds
+    return view.lonlat[2] - view.lonlat[0] >= NATIONAL_SHARE * (home[2] - home[0])
+
+
+def draw_inset(fig: Figure, rect, atlas, view: View, national: bool) -> None:
+    """Locator map: a national map is placed in South and Central Asia, Pakistan highlighted among its
+    neighbours; a focused map shows Pakistan with the view's extent as a box."""
     ax = fig.add_axes(rect, gid="inset")
-    pakistan = atlas.pakistan_bounds
-    transformer = local_projection(pakistan)
-    countries = atlas.generalised(CONTEXT_LAYER, 4)
+    aspect = rect[2] * fig.get_figwidth() / (rect[3] * fig.get_figheight())
+    home = atlas.pakistan_bounds
+    area = REGION if national else paper.padded(home, 0.5)
+    transformer = local_projection(area, "laea") if national else local_projection(home)
+    countries = shapely.clip_by_rect(atlas.generalised(CONTEXT_LAYER, 3 if national else 4), *paper.padded(area, 0.4))
+    projected = reproject(countries, transformer)
+    present = ~shapely.is_empty(projected)
+    ax.add_collection(collection(to_paths(projected[present]), style.feature_style(CONTEXT_LAYER, {}),
+                                 "inset-countries", width_factor=0.6))
     ids = [f["id"] for f in atlas.collections[CONTEXT_LAYER]["features"]]
-    projected = reproject(shapely.clip_by_rect(countries, *paper.padded(pakistan, 0.5)), transformer)
-    ax.add_collection(collection(to_paths(projected[~shapely.is_empty(projected)]),
-                                 style.feature_style(CONTEXT_LAYER, {}), "inset-countries", width_factor=0.6))
-    home = projected[ids.index(PAKISTAN_ID)]
-    ax.add_patch(PathPatch(to_paths([home])[0], facecolor="none", edgecolor=INK, linewidth=0.8))
-    frame = shapely.segmentize(shapely.box(*view.extent), (view.extent[2] - view.extent[0]) / 16)
+    ax.add_patch(PathPatch(to_paths([projected[ids.index(PAKISTAN_ID)]])[0], edgecolor=INK, linewidth=0.8,
+                           facecolor=matplotlib.colors.to_rgba(INK, 0.35 if national else 0.0), gid="inset-pakistan"))
+    frame = shapely.segmentize(view.frame, (view.extent[2] - view.extent[0]) / 16)
     box = reproject(reproject([frame], view.transformer, inverse=True), transformer)[0]
-    ax.add_patch(PathPatch(to_paths([box])[0], facecolor=matplotlib.colors.to_rgba(INK, 0.12), edgecolor=INK,
-                           linewidth=1.4, gid="inset-extent"))
-    home_bounds = shapely.bounds(reproject([shapely.box(*pakistan)], transformer)[0])
-    ax_w, ax_h = rect[2] * fig.get_figwidth(), rect[3] * fig.get_figheight()
-    extent = paper.fit_aspect(tuple(paper.padded(tuple(home_bounds), 0.12)), ax_w / ax_h)
-    extent = union_extent(extent, box.bounds, ax_w / ax_h)
+    ax.add_patch(PathPatch(to_paths([box])[0], facecolor=matplotlib.colors.to_rgba(INK, 0.0 if national else 0.12),
+                           edgecolor=INK, linewidth=1.0 if national else 1.4, gid="inset-extent"))
+    if national:
+        region = shapely.segmentize(shapely.box(*REGION), 1.0)
+        extent = paper.fit_aspect(tuple(reproject([region], transformer)[0].bounds), aspect)
+    else:
+        home_box = reproject([shapely.segmentize(shapely.box(*home), 1.0)], transformer)[0]
+        extent = union_extent(paper.fit_aspect(paper.padded(home_box.bounds, 0.12), aspect), box.bounds, aspect)
     ax.set_xlim(extent[0], extent[2])
     ax.set_ylim(extent[1], extent[3])
     ax.set_facecolor(style.BACKGROUND)
@@ -573,16 +796,26 @@ def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: fl
     ax.set_ylim(0, height_pt)
     if date:
         y -= step
-        ax.text(0, y, f"As of {date}", fontsize=font * 1.15, fontweight="bold", va="center", color=INK, gid="as-of")
+        ax.text(0, y, f"As of {date}", fontsize=font * 1.15, fontweight="bold", va="center", color=INK, gid="as-of",
+                parse_math=False)
         y -= step * 0.4
     for row in rows:
         y -= step
         if row["kind"] == "header":
-            ax.text(0, y, row["label"], fontsize=font, fontweight="bold", va="center", color=INK)
+            ax.text(0, y, row["label"], fontsize=font, fontweight="bold", va="center", color=INK, parse_math=False)
             continue
         sw, sh = font * 2.6, font * 1.3
         ax.add_patch(Rectangle((2, y - sh / 2), sw, sh, gid=row["gid"], **patch_kwargs(row["style"])))
-        ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK)
+        if row["style"]["hatch"]:
+            draw_hatch(ax, shapely.box(2, y - sh / 2, 2 + sw, y + sh / 2), row["style"], 1.0, f"{row['gid']}-hatch")
+        ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK, parse_math=False)
+
+
+def fit_width(artist, width: float) -> None:
+    """Shrink a one-line text to ``width`` display pixels, so a long title stays on the page."""
+    extent = artist.get_window_extent(artist.figure.canvas.get_renderer()).width
+    if extent > width:
+        artist.set_fontsize(artist.get_fontsize() * width / extent)
 
 
 def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
@@ -598,7 +831,11 @@ def footer_lines(atlas, shown: list[Shown], width_mm: float, scale: float) -> li
 
 
 def render(atlas, options: Options) -> Rendered:
-    """Draw the whole layout for ``options`` on a new Figure (pixel-exact for PNG at ``options.dpi``)."""
+    """Draw the whole layout for ``options`` on a new Figure (pixel-exact for PNG at ``options.dpi``).
+
+    A unit valid at the date and in view that finds no room for its label is logged as a warning and
+    listed in ``Rendered.warnings``.
+    """
     size_px = paper.pixels(options.size_mm, options.dpi)
     fig = Figure(figsize=paper.figure_inches(size_px, options.dpi), dpi=options.dpi)
     FigureCanvasAgg(fig)  # text extents for label placement need a renderer
@@ -612,14 +849,16 @@ def render(atlas, options: Options) -> Rendered:
         box, view = framing(options, len(footer))
         shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
 
-    fig.text(box.margin / options.size_mm[0], box.header_top, options.title, fontsize=16 * scale, fontweight="bold",
-             va="top", color=INK, gid="title")
-    fig.text(box.margin / options.size_mm[0], box.header_top - 8.5 * scale / options.size_mm[1], options.subtitle,
-             fontsize=10 * scale, va="top", color=INK, gid="subtitle")
+    left = box.margin / options.size_mm[0]
+    line_px = (options.size_mm[0] - 2 * box.margin) / paper.MM_PER_INCH * options.dpi
+    fit_width(fig.text(left, box.header_top, options.title, fontsize=16 * scale, fontweight="bold", va="top",
+                       color=INK, gid="title", parse_math=False), line_px)
+    fit_width(fig.text(left, box.header_top - 8.5 * scale / options.size_mm[1], options.subtitle, fontsize=10 * scale,
+                       va="top", color=INK, gid="subtitle", parse_math=False), line_px)
     ax = fig.add_axes(box.map, gid="map")
     ax.set_facecolor(style.BACKGROUND)
     for s in shown:
-        draw_layer(ax, s)
+        draw_layer(ax, s, view.metres_per_pt)
     ax.set_xlim(view.extent[0], view.extent[2])
     ax.set_ylim(view.extent[1], view.extent[3])
     ax.set_aspect("equal", adjustable="box")
@@ -628,13 +867,19 @@ def render(atlas, options: Options) -> Rendered:
     ax.add_artist(ScaleBar(1, "m", location="lower left", length_fraction=SCALEBAR_FRACTION, box_alpha=0.8, color=INK,
                            font_properties={"size": 7 * scale}, scale_loc="top"))
     draw_north_arrow(ax, scale)
-    place_labels(fig, ax, label_candidates(shown, view), scale)
-    draw_inset(fig, box.inset, atlas, view)
+    taken = furniture_boxes(ax, scale)
+    placed, warnings = place_unit_labels(ax, anchored_labels(atlas, shown, view, options.date), view, scale, taken)
+    for warning in warnings:
+        log.warning("export: %s", warning)
+    place_district_labels(ax, shown, view, scale, taken)
+    draw_inset(fig, box.inset, atlas, view, is_national(atlas, view))
     temporal = any(catalogue.layer(s.layer_id).temporal for s in shown)
     draw_legend(fig, box.legend, legend_entries(shown), options.date if temporal else None, scale)
-    fig.text(box.margin / options.size_mm[0], box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer),
-             fontsize=6.5 * scale, va="top", linespacing=1.35, color=INK, gid="credits")
-    return Rendered(fig, ax, view, shown)
+    fig.text(left, box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer), fontsize=6.5 * scale,
+             va="top", linespacing=1.35, color=INK, gid="credits", parse_math=False)
+    metadata = {"Title": options.title, "Subject": options.subtitle, "Keywords": KEYWORDS,
+                "Creator": f"ttp-atlas build {atlas.build_id}"}
+    return Rendered(fig, ax, view, shown, placed, warnings, metadata)
 
 
 @dataclass
@@ -643,6 +888,9 @@ class Rendered:
     map_axes: object
     view: View
     shown: list[Shown]
+    labels: list[Placed]
+    warnings: list[str]
+    metadata: dict[str, str]  # Title, Subject, Keywords, Creator
 
     def pixel(self, lon: float, lat: float) -> tuple[int, int]:
         """(column, row) in the PNG of a lon/lat point on the map."""
@@ -651,14 +899,35 @@ class Rendered:
         return int(px), int(self.figure.bbox.height - py)
 
 
+def file_metadata(metadata: dict[str, str], fmt: str) -> dict:
+    """Title, subject, keywords and creator in each format's own keys; no dates, so a map's bytes are stable."""
+    if fmt == "png":
+        return {"Software": "ttp-atlas", "Title": metadata["Title"], "Description": metadata["Subject"],
+                "Author": metadata["Creator"]}
+    if fmt == "svg":
+        return {"Date": None, "Title": metadata["Title"], "Description": metadata["Subject"],
+                "Keywords": metadata["Keywords"].split("; "), "Creator": metadata["Creator"]}
+    return {"CreationDate": None, **metadata}
+
+
 def to_bytes(rendered: Rendered, fmt: str, dpi: int) -> bytes:
-    """Encode a rendered map; metadata dates are left out so the same map gives the same bytes."""
-    buffer = io.BytesIO()
-    metadata = {"png": {"Software": "ttp-atlas"}, "svg": {"Date": None, "Creator": "ttp-atlas"},
-                "pdf": {"CreationDate": None, "Creator": "ttp-atlas"}}[fmt]
-    with matplotlib.rc_context(RC):
-        rendered.figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
-    return buffer.getvalue()
+    """Encode a rendered map (text as text: TrueType in PDF, ``<text>`` in SVG)."""
+    with io.BytesIO() as buffer, matplotlib.rc_context(RC):
+        rendered.figure.savefig(buffer, format=fmt, dpi=dpi, metadata=file_metadata(rendered.metadata, fmt))
+        return buffer.getvalue()
+
+
+def release(figure: Figure) -> None:
+    """Free a figure's memory now: its raster (tens to hundreds of MB) and artists would otherwise live
+    until a full garbage collection finds the Figure<->canvas reference cycle."""
+    canvas = figure.canvas
+    for artist in figure.findobj():
+        artist.__dict__.pop("_renderer", None)  # text keeps the renderer that measured it
+    figure.clear()
+    canvas.__dict__.pop("renderer", None)
+    canvas.__dict__.pop("_lastKey", None)
+    canvas.figure = None
+    figure.canvas = None
 
 
 # rcParams are process-global: threads of one server worker must not render with each other's settings.
@@ -666,10 +935,13 @@ _RC_LOCK = threading.Lock()
 
 
 def export(atlas, options: Options, fmt: str) -> bytes:
-    """One map as PNG, SVG or PDF bytes."""
+    """One map as PNG, SVG or PDF bytes; the figure is freed before returning."""
     with _RC_LOCK, matplotlib.rc_context(RC):
         rendered = render(atlas, options)
-        return to_bytes(rendered, fmt, options.dpi)
+        try:
+            return to_bytes(rendered, fmt, options.dpi)
+        finally:
+            release(rendered.figure)
 
 
 def write(atlas, options: Options, path: Path) -> int:

@@ -16,6 +16,8 @@ import numpy as np
 import shapely
 from shapely.ops import polylabel
 
+from layers import style
+
 POLYLABEL_TOLERANCE = 0.01  # degrees (~1 km): finer changes nothing a reader can see
 PRIORITY = {"core": 0, "extension": 1}
 NEVER = 99  # min zoom of a label that collides at every zoom
@@ -31,10 +33,6 @@ class Label:
     lat: float
     priority: int  # 0 = most important (core units), larger = less (extensions, ...)
     part: str  # "core" | "extension"
-
-
-def label_text(name: str, part: str) -> str:
-    return name if part == "core" else f"{name} (possible extension)"
 
 
 def largest_polygon(geom: shapely.Geometry) -> shapely.Geometry:
@@ -60,7 +58,7 @@ def unit_labels(atlas, layer_id: str, as_of: str) -> list[Label]:
         props = features[i]["properties"]
         part = props.get("part") or "core"
         lon, lat = anchor(geoms[i])
-        label = Label(features[i]["id"], label_text(props["name"], part), lon, lat, PRIORITY[part], part)
+        label = Label(features[i]["id"], style.label_text(props), lon, lat, PRIORITY[part], part)
         found.append((label.priority, -float(shapely.area(largest_polygon(geoms[i]))), label))
     return [label for *_, label in sorted(found, key=lambda row: row[:2])]
 

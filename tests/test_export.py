@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import logging
+import os
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -11,7 +14,9 @@ import pytest
 import shapely
 from PIL import Image
 
-from geo import paper
+from matplotlib.backends.backend_agg import RendererAgg
+
+from geo import atomic, paper
 from layers import catalogue, export, style
 from server import cli, exports
 
@@ -103,7 +108,11 @@ def test_options_resolve_against_the_build(atlas):
     focused = export.parse_options(atlas, focus="Khyber Pakhtunkhwa")
     province = atlas.geometries["provinces"][[f["id"] for f in atlas.features("provinces")].index("PK5")]
     assert shapely.contains(shapely.box(*focused.bounds), province)
-    assert focused.subtitle == "Khyber Pakhtunkhwa, as of 2025-12-25"
+    assert focused.subtitle == "Khyber Pakhtunkhwa: Reported '2026 structure' (December 2025, unconfirmed), as of 2025-12-25"
+    assert export.parse_options(atlas, datetime=DATE).subtitle == \
+        "Pakistan: 12 units: Punjab North and South added (late June 2023), as of 2023-07-01"
+    assert export.parse_options(atlas, datetime="2020-01-01").subtitle == "Pakistan, as of 2020-01-01"  # before any
+    assert export.parse_options(atlas, layers="provinces").subtitle == "Pakistan"  # nothing dated shown
     assert export.parse_options(atlas, focus="peshawar").place == "Peshawar"  # the wilayah comes first
     with pytest.raises(export.ExportOptionError, match="closest: Peshawar"):
         export.parse_options(atlas, focus="Peshawr")
@@ -155,10 +164,15 @@ def test_peshawar_shows_the_north_zone_colour(atlas, rendered, png):
     props, geom = feature(atlas, "wilayahs", "peshawar-2022-12-31-core")
     assert props["zone"] == "north" and props["confidence"] == "medium"
     inner = shapely.buffer(geom, -0.03)
-    xs, ys = np.meshgrid(np.linspace(*inner.bounds[0::2], 25), np.linspace(*inner.bounds[1::2], 25))
+    xs, ys = np.meshgrid(np.linspace(*inner.bounds[0::2], 40), np.linspace(*inner.bounds[1::2], 40))
     points = [(x, y) for x, y in zip(xs.ravel(), ys.ravel(), strict=True) if inner.contains(shapely.Point(x, y))]
-    assert len(points) > 30
-    samples = np.array([png[row, col] for col, row in (rendered.pixel(x, y) for x, y in points)])
+    renderer = rendered.figure.canvas.get_renderer()
+    text = [t.get_window_extent(renderer).expanded(1.2, 1.5) for t in rendered.map_axes.texts]
+    height = png.shape[0]
+    pixels = [(col, row) for col, row in (rendered.pixel(x, y) for x, y in points)
+              if not any(box.contains(col, height - row) for box in text)]  # labels aside
+    assert len(pixels) > 30
+    samples = np.array([png[row, col] for col, row in pixels])
     expected = blend(style.ZONE_COLOURS["north"], style.CONFIDENCE_STYLES["medium"]["fill_opacity"])
     colours, counts = np.unique(samples, axis=0, return_counts=True)
     assert near(colours[np.argmax(counts)], expected, 3)  # the commonest colour (borders and labels aside)
@@ -253,6 +267,207 @@ def test_svg_keeps_text_and_a_path_per_wilayah(atlas, rendered):
     assert len(shown) == len(atlas.features("wilayahs", DATE)) == 15
     for fid in shown:
         assert groups[f"wilayah-{fid}"].find(f"{ns}path") is not None, fid
+    # unit labels are <text>, not outlines; the document has a <title>
+    assert {p.label.text for p in rendered.labels if p.label.part == "core"} <= set(texts)
+    assert root.find(f"{ns}title").text == rendered.metadata["Title"]
+
+
+# --- labels, metadata, hatching, locator, land -------------------------------------------------------
+
+def map_text(pdf_bytes: bytes, rendered, tmp_path) -> str:
+    """pdftotext of the map frame only (not the legend or credits), whitespace normalised."""
+    path = tmp_path / "map.pdf"
+    path.write_bytes(pdf_bytes)
+    box = rendered.map_axes.get_window_extent()
+    points = 72 / rendered.figure.dpi
+    top = rendered.figure.bbox.height - box.y1
+    crop = [str(round(v * points)) for v in (box.x0, top, box.width, box.height)]
+    done = subprocess.run(["pdftotext", "-r", "72", "-x", crop[0], "-y", crop[1], "-W", crop[2], "-H", crop[3],
+                           str(path), "-"], check=True, capture_output=True, text=True)
+    return " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize("size", ["A5", "A4", "A3"])
+@pytest.mark.parametrize("orientation", ["landscape", "portrait"])
+def test_every_unit_valid_at_the_date_is_named_in_the_pdf_map(atlas, size, orientation, tmp_path):
+    options = export.parse_options(atlas, datetime=DATE, dpi="72", size=size, orientation=orientation)
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+        text = map_text(export.to_bytes(rendered, "pdf", options.dpi), rendered, tmp_path)
+    valid = atlas.features("wilayahs", DATE)
+    assert rendered.warnings == []
+    for name in {f["properties"]["name"] for f in valid}:
+        assert name in text, (name, text)
+    assert "Dera Ismail Khan" in text and "Mardan" in text
+    assert text.count("(possible extension)") == sum(f["properties"]["part"] == "extension" for f in valid) == 3
+    # each label's anchor lies inside the labelled part: a unit's core, an extension's own area
+    assert sorted(p.label.feature_id for p in rendered.labels) == sorted(f["id"] for f in valid)
+    for placed in rendered.labels:
+        _, own = feature(atlas, "wilayahs", placed.label.feature_id)
+        assert own.contains(shapely.Point(placed.anchor)), placed
+        assert placed.size >= export.LABEL_SHRINK[-1] * export.label_look("wilayahs", placed.label.part, 1)[
+            "fontsize"] * export.font_scale(options.size_mm) - 1e-9
+    export.release(rendered.figure)
+
+
+def test_a_unit_without_room_is_a_warning_never_a_silent_gap(atlas, caplog):
+    options = export.parse_options(atlas, datetime=DATE, dpi="50", size="100x100mm")
+    with caplog.at_level(logging.WARNING, logger=export.__name__), export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+    export.release(rendered.figure)
+    warned = {fid for fid in (f["id"] for f in atlas.features("wilayahs", DATE))
+              if any(f"({fid})" in w for w in rendered.warnings)}
+    assert warned  # a 100 mm square is too small for 15 labels
+    assert warned.isdisjoint(p.label.feature_id for p in rendered.labels)
+    assert warned | {p.label.feature_id for p in rendered.labels} == {f["id"] for f in atlas.features("wilayahs", DATE)}
+    assert [r.getMessage() for r in caplog.records] == [f"export: {w}" for w in rendered.warnings]
+
+
+def test_crowded_labels_move_shrink_or_get_a_leader_line(atlas):
+    options = export.parse_options(atlas, datetime=DATE, dpi="72", size="A5")
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+    full = export.label_look("wilayahs", "core", export.font_scale(options.size_mm))["fontsize"]
+    called_out = [p for p in rendered.labels if p.callout]
+    shrunk = [p for p in rendered.labels if p.label.part == "core" and p.size < full]
+    assert called_out or shrunk
+    leaders = [a for a in rendered.map_axes.texts if a.get_gid() == "label-wilayah" and getattr(a, "arrow_patch", None)]
+    assert len(leaders) == len(called_out)
+    export.release(rendered.figure)
+
+
+def test_pdf_metadata_names_the_map_and_the_build(pdf, options, atlas):
+    info = subprocess.run(["pdfinfo", str(pdf)], check=True, capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    assert fields["Title"].strip() == options.title
+    assert fields["Subject"].strip() == options.subtitle
+    assert "wilayahs" in fields["Keywords"] and "Pakistan" in fields["Keywords"]
+    assert fields["Creator"].strip() == f"ttp-atlas build {atlas.build_id}"
+
+
+@pytest.mark.parametrize("title", ["$5 and $6", r"$\frac{1}{2}$", "$$", r"\$x^{2}$ {{}} %", "$" * 200,
+                                   r"$\sqrt{\sqrt{\sqrt{x}}}$" * 8])
+def test_titles_are_plain_text_even_with_dollars(atlas, title, tmp_path):
+    options = export.parse_options(atlas, dpi="50", size="A5", title=title, subtitle=title[::-1])
+    pdf = tmp_path / "map.pdf"
+    export.write(atlas, options, pdf)
+    text = subprocess.run(["pdftotext", "-l", "1", str(pdf), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    assert title in text.splitlines()
+    root = ET.fromstring(export.export(atlas, options, "svg"))
+    ns = "{http://www.w3.org/2000/svg}"
+    texts = ["".join(t.itertext()) for t in root.iter(f"{ns}text")]
+    assert title in texts and title[::-1] in texts
+    assert Image.open(io.BytesIO(export.export(atlas, options, "png"))).size == paper.pixels(options.size_mm, 50)
+
+
+def test_hatching_is_drawn_as_lines_every_pdf_viewer_shows(atlas, pdf, rendered, tmp_path):
+    """pdftoppm (Poppler) shows hatch lines in the zone colour inside an extension, and land between them."""
+    subprocess.run(["pdftoppm", "-r", str(DPI), "-png", "-singlefile", str(pdf), str(tmp_path / "page")], check=True)
+    page = np.asarray(Image.open(tmp_path / "page.png").convert("RGB"))
+    props, geom = feature(atlas, "wilayahs", "qalat-makran-2023-06-14-extension")
+    look = style.feature_style("wilayahs", props)
+    assert look["hatch"] and look["fill_opacity"] == 0
+    inner = shapely.buffer(geom, -0.15)
+    renderer = rendered.figure.canvas.get_renderer()
+    text = [t.get_window_extent(renderer).expanded(1.2, 1.5) for t in rendered.map_axes.texts]
+    xs, ys = np.meshgrid(np.linspace(*inner.bounds[0::2], 60), np.linspace(*inner.bounds[1::2], 60))
+    pixels = [rendered.pixel(x, y) for x, y in zip(xs.ravel(), ys.ravel(), strict=True)
+              if inner.contains(shapely.Point(x, y))]
+    pixels = [(c, r) for c, r in pixels if not any(b.contains(c, page.shape[0] - r) for b in text)]
+    assert len(pixels) > 300
+    samples = np.array([page[r, c] for c, r in pixels])
+    hatch = blend(look["hatch_colour"], look["hatch_opacity"])
+    on_line, between = near(samples, hatch, 60).mean(), near(samples, rgb(style.LAND), 12).mean()
+    assert on_line > 0.08 and between > 0.3, (on_line, between)
+    # a core (filled, not hatched) has no such lines
+    core_props, core = feature(atlas, "wilayahs", "qalat-makran-2023-06-14-core")
+    assert not style.feature_style("wilayahs", core_props)["hatch"]
+    hatches = {c.get_gid() for c in rendered.map_axes.collections}
+    assert "hatch-qalat-makran-2023-06-14-extension" in hatches and "hatch-qalat-makran-2023-06-14-core" not in hatches
+
+
+def test_national_maps_get_a_regional_locator_focused_maps_a_zoomed_one(atlas):
+    def inset_of(**kw):
+        options = export.parse_options(atlas, datetime=DATE, dpi="50", size="A5", **kw)
+        with export.matplotlib.rc_context(export.RC):
+            rendered = export.render(atlas, options)
+        ax = next(a for a in rendered.figure.axes if a.get_gid() == "inset")
+        limits = (*ax.get_xlim(), *ax.get_ylim())
+        export.release(rendered.figure)
+        return limits
+    region = export.local_projection(export.REGION, "laea")
+    x0, x1, y0, y1 = inset_of()
+    for lon, lat in ((46, 10), (96, 46), (84, 28), (66, 40)):  # Arabia, Mongolia, Nepal, Central Asia
+        x, y = region.transform(lon, lat)
+        assert x0 <= x <= x1 and y0 <= y <= y1, (lon, lat)
+    x0, x1, y0, y1 = inset_of(focus="Peshawar")
+    assert (x1 - x0) < 2_500_000  # Pakistan and its surroundings, not the region
+
+
+def test_land_is_drawn_beyond_pakistan(atlas):
+    """Nepal and Central Asia are land, not sea (every Natural Earth country is in the countries layer)."""
+    options = export.parse_options(atlas, datetime=DATE, dpi="50", size="A4", bbox="58,20,88,44")
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+        image = np.asarray(Image.open(io.BytesIO(export.to_bytes(rendered, "png", 50))).convert("RGB"))
+    for lon, lat in ((84, 28), (66, 40)):
+        col, row = rendered.pixel(lon, lat)
+        patch = image[row - 2:row + 3, col - 2:col + 3].reshape(-1, 3)
+        assert near(patch, rgb(style.LAND), 6).mean() > 0.5, (lon, lat, patch[12])
+    sea = rendered.pixel(68, 21)  # the Arabian Sea off Gujarat
+    assert near(image[sea[1], sea[0]], rgb(style.BACKGROUND), 6)
+    export.release(rendered.figure)
+
+
+@pytest.mark.parametrize("size", ["100x100mm", "1189x119mm"])
+@pytest.mark.parametrize("orientation", ["landscape", "portrait"])
+def test_smallest_and_longest_papers_render(atlas, size, orientation):
+    options = export.parse_options(atlas, dpi="50", size=size, orientation=orientation)
+    image = Image.open(io.BytesIO(export.export(atlas, options, "png")))
+    assert image.size == paper.pixels(options.size_mm, 50)
+
+
+# --- memory and files ---------------------------------------------------------------------------
+
+def test_exports_free_their_raster_without_waiting_for_the_garbage_collector(atlas):
+    """The Agg raster (hundreds of MB at A3/600 dpi) is gone when export returns, with no gc.collect()."""
+    def rasters():
+        return sum(isinstance(o, RendererAgg) for o in gc.get_objects())
+    options = export.parse_options(atlas, dpi="50", size="A5")
+    gc.collect()
+    gc.disable()
+    try:
+        before = rasters()
+        for fmt in ("png", "svg", "pdf", "png"):
+            export.export(atlas, options, fmt)
+        after = rasters()
+    finally:
+        gc.enable()
+    assert after == before
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)])
+def test_files_are_written_with_the_mode_the_umask_gives(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        assert atomic.umask() == mask
+        atomic.write_bytes(tmp_path / "a" / "map.png", b"x")
+        with atomic.staged_dir(tmp_path / "folder") as folder:
+            (folder / "f").write_bytes(b"y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "map.png").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == mode | 0o111 & ~mask
+
+
+def test_exported_file_is_0644(atlas, tmp_path):
+    old = os.umask(0o022)
+    try:
+        export.write(atlas, export.parse_options(atlas, dpi="50", size="A5"), tmp_path / "map.pdf")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "map.pdf").stat().st_mode & 0o777 == 0o644
 
 
 # --- CLI -------------------------------------------------------------------------------------------

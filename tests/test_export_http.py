@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -80,3 +81,29 @@ def test_bad_parameters_are_400_problems(server, params, parameter, value):
 def test_unknown_format_is_404(server):
     response = get(server, "/export.jpg")
     assert response.status_code == 404 and response.json()["valid"] == ["/export.pdf", "/export.png", "/export.svg"]
+
+
+@pytest.mark.parametrize("title", ["$5 and $6", r"$\frac{1}{2}$ and $$", "$" * 150])
+def test_titles_with_dollars_are_plain_text(server, title):
+    svg = get(server, "/export.svg", title=title, size="A5", dpi="50")
+    assert svg.status_code == 200
+    root = ET.fromstring(svg.content)
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert title in texts
+    assert root.find("{http://www.w3.org/2000/svg}title").text == title
+    for fmt in ("png", "pdf"):
+        assert get(server, f"/export.{fmt}", title=title, size="A5", dpi="50").status_code == 200
+
+
+def test_pdf_names_every_unit_and_carries_metadata(server, atlas, tmp_path):
+    response = get(server, "/export.pdf", datetime=DATE, dpi="72", size="A4", orientation="portrait")
+    assert response.status_code == 200
+    path = tmp_path / "map.pdf"
+    path.write_bytes(response.content)
+    text = " ".join(subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True,
+                                   text=True).stdout.split())
+    for name in {f["properties"]["name"] for f in atlas.features("wilayahs", DATE)}:
+        assert name in text, name
+    info = subprocess.run(["pdfinfo", str(path)], check=True, capture_output=True, text=True).stdout
+    assert f"ttp-atlas build {atlas.build_id}" in info
+    assert "Title:" in info and "TTP wilayahs" in info
