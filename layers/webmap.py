@@ -36,13 +36,15 @@ SCRIPTS = ("leaflet/leaflet.js",)
 STYLESHEETS = ("leaflet/leaflet.css",)
 
 VIEW_ZOOM = 6  # geometry is simplified for this zoom: a Pakistan-wide view on the largest screens
-MIN_ZOOM = 3
+MIN_ZOOM, MAX_ZOOM = 3, 14
+ZOOM_STEP = 0.25  # the map zooms in quarter steps (zoomSnap); labels and layers show from such a step
 HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # in the layer control, unticked
 WIDE_PX = 700  # narrower maps fold the legend and the layer list and pad the view above and below
 # The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
 # font this much larger than the one drawn (checked by the browser test of label overlaps).
-LABEL_BOX_PX = 3
+LABEL_BOX_PX = 2
 MAX_IDS = 500  # features a preview map may be asked to show by id
+UNKNOWN = "Status unknown since"  # how the wilayah file's notes start for a continuation (layers/wilayahs.yaml)
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
 BASEMAP_NAME = "Atlas basemap"
@@ -173,10 +175,13 @@ def display_name(props: dict) -> str:
 
 def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
     """What a caption needs about a claimed feature: name, zone, period, confidence, members; the notes
-    and sources folded (``<details>``) so that the caption stays short."""
+    and sources folded (``<details>``) so that the caption stays short. A continuation (a remainder that
+    a later report leaves unnamed) says first that its status is unknown, and since when."""
     esc = html.escape
     confidence = props.get("confidence") or "medium"
-    rows = [("Zone", style.ZONE_LABELS.get(props.get("zone"), style.ZONE_LABELS[None])),
+    notes = props.get("notes") or ""
+    rows = [("Status", notes.split(". ")[0].removeprefix("Status ") + ".")] if notes.startswith(UNKNOWN) else []
+    rows += [("Zone", style.ZONE_LABELS.get(props.get("zone"), style.ZONE_LABELS[None])),
             ("Period", _period(props)),
             ("Confidence", f"{confidence}: {wilayah_file()['confidence_rules'][confidence]}")]
     if layer_id == "wilayahs":
@@ -244,7 +249,8 @@ def view_labels(atlas, layer_id: str, view: View, indices: list[int]) -> list[tu
                 found.setdefault(label.feature_id, label)
     chosen = sorted(found.values(), key=lambda label: label.priority)
     font = style.LABEL_STYLES[layer_id]
-    zooms = labels.web_min_zooms(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=range(MIN_ZOOM, 15))
+    steps = [MIN_ZOOM + i * ZOOM_STEP for i in range(round((MAX_ZOOM - MIN_ZOOM) / ZOOM_STEP) + 1)]
+    zooms = labels.web_min_zooms(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=steps)
     return [(label, max(zooms[label.feature_id], font.min_zoom)) for label in chosen]
 
 
@@ -419,7 +425,7 @@ html, body { display: flex; flex-direction: column; }
   font: {{ "bold " if font.bold else "" }}{{ font.size }}px "{{ font.family }}", Arial, sans-serif; color: {{ font.colour }};
   text-shadow: 0 0 {{ font.halo_width }}px {{ font.halo }}, 0 0 {{ font.halo_width * 2 }}px {{ font.halo }}, 0 0 3px {{ font.halo }};
   pointer-events: none; }
-{% for z in min_zooms %}.below-z{{ z }} .min-z{{ z }} { display: none; }
+{% for q in min_zooms %}.below-q{{ q }} .min-q{{ q }} { display: none; }
 {% endfor %}
 .atlas-header { order: -1; flex: none; padding: 6px 10px; background: #fff; border-bottom: 1px solid #bbb;
   font: 13px/1.35 "DejaVu Sans", Arial, sans-serif; color: {{ ink }}; }
@@ -485,7 +491,7 @@ class MapScript(MacroElement):
         opts.attribution.forEach(function(line) { map.attributionControl.addAttribution(line); });
         opts.labels.forEach(function(l) {
             L.marker([l[1], l[2]], {interactive: false, keyboard: false, icon: L.divIcon({
-                className: "atlas-label min-z" + l[3], html: "<span>" + l[0] + "</span>", iconSize: [0, 0]})
+                className: "atlas-label min-q" + l[3], html: "<span>" + l[0] + "</span>", iconSize: [0, 0]})
             }).addTo(groups[opts.labelled]);
         });
         var legend = L.control({position: "bottomleft"});
@@ -503,7 +509,7 @@ class MapScript(MacroElement):
         if (wide && !opts.embed) { control.expand(); }
         function update() {
             var container = map.getContainer(), zoom = map.getZoom();
-            opts.thresholds.forEach(function(z) { container.classList.toggle("below-z" + z, zoom < z); });
+            opts.thresholds.forEach(function(q) { container.classList.toggle("below-q" + q, zoom < q * opts.step); });
             box.querySelectorAll("[data-layer]").forEach(function(item) {
                 var group = groups[item.dataset.layer];
                 item.hidden = !(group && map.hasLayer(group) && zoom >= Number(item.dataset.minZoom));
@@ -553,6 +559,11 @@ def layers_drawn(view: View) -> tuple[list[str], list[str]]:
     if "countries" in shown:
         return shown, []
     return shown, [lid for lid in BASEMAP_LAYERS if lid not in shown]
+
+
+def quarters(zoom: float) -> int:
+    """A zoom in steps of ``ZOOM_STEP``: the number in the CSS classes ``min-q<n>``/``below-q<n>``."""
+    return round(zoom / ZOOM_STEP)
 
 
 def layer_min_zoom(layer_id: str, shown: list[str]) -> int:
@@ -618,8 +629,8 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
     check_view(atlas, view)
     shown, tiled = layers_drawn(view)
-    fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=MIN_ZOOM, max_zoom=14,
-                      zoom_start=VIEW_ZOOM, zoomSnap=0.25)
+    fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=MIN_ZOOM, max_zoom=MAX_ZOOM,
+                      zoom_start=VIEW_ZOOM, zoomSnap=ZOOM_STEP)
     _assets(fmap, asset_base)
     root = fmap.get_root()
     basemap = add_basemaps(fmap, atlas, view, tiled)
@@ -634,7 +645,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         features = layer_features(atlas, lid, indices[lid])
         props = [atlas.collections[lid]["features"][i]["properties"] for i in indices[lid]]
         min_zoom = layer_min_zoom(lid, shown)
-        min_class = f"min-z{min_zoom}" if min_zoom > MIN_ZOOM else ""
+        min_class = f"min-q{quarters(min_zoom)}" if min_zoom > MIN_ZOOM else ""
         group = folium.FeatureGroup(name=entry.title, show=lid not in HIDDEN_AT_START)
         folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
                        style_function=lambda f, lid=lid, c=min_class: leaflet_style(lid, f["properties"], c),
@@ -645,12 +656,12 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         if keys := legend_keys(lid, props):
             entries.append((lid, entry.title, min_zoom, keys))
         if lid in style.LABEL_STYLES and entry.claimed:
-            label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), zoom]
+            label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), quarters(zoom)]
                            for label, zoom in view_labels(atlas, lid, view, indices[lid])]
     control = folium.LayerControl(collapsed=True)
     control.add_to(fmap)
-    min_zooms = sorted({layer_min_zoom(lid, shown) for lid in [*shown, *tiled]} | {row[3] for row in label_rows})
-    min_zooms = [z for z in min_zooms if z > MIN_ZOOM]
+    min_zooms = sorted({quarters(layer_min_zoom(lid, shown)) for lid in [*shown, *tiled]} | {row[3] for row in label_rows})
+    min_zooms = [q for q in min_zooms if q > quarters(MIN_ZOOM)]
     root.header.add_child(Element(CSS.render(background=style.BACKGROUND, ink=style.INK, min_zooms=min_zooms, wide=WIDE_PX, embed=view.embed,
                                              font=style.LABEL_STYLES["wilayahs"])), name="atlas_css")
     root.html.add_child(Element(hatch_patterns(looks)), name="hatch_patterns")
@@ -659,7 +670,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
     MapScript(groups, control, {
         "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries), "labels": label_rows,
-        "labelled": "wilayahs", "thresholds": min_zooms, "bounds": fit_bounds(atlas, view, indices),
+        "labelled": "wilayahs", "thresholds": min_zooms, "step": ZOOM_STEP, "bounds": fit_bounds(atlas, view, indices),
         "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
     return fmap
 
