@@ -251,9 +251,9 @@ def qgis_label_expression(layer_id: str, font: style.Font) -> str:
     return f'"{font.field}"'
 
 
-def qgis_labeling(layer_id: str, font: style.Font) -> ET.Element:
-    labeling = ET.Element("labeling", type="simple")
-    settings = ET.SubElement(labeling, "settings", calloutType="simple")
+def qgis_label_settings(layer_id: str, font: style.Font) -> ET.Element:
+    """QGIS label settings (a ``settings`` element): the label text, font, halo, placement over the polygon."""
+    settings = ET.Element("settings", calloutType="simple")
     text = ET.SubElement(settings, "text-style", {
         "fieldName": qgis_label_expression(layer_id, font), "isExpression": "1", "fontFamily": font.family,
         "namedStyle": " ".join(filter(None, ["Bold" if font.bold else "", "Oblique" if font.italic else ""])) or "Book",
@@ -267,7 +267,39 @@ def qgis_labeling(layer_id: str, font: style.Font) -> ET.Element:
                                           "fitInPolygonOnly": "0", "priority": "5"})
     ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "0",
                                           "labelPerPart": "0"})
+    return settings
+
+
+def qgis_labeling(layer_id: str, font: style.Font) -> ET.Element:
+    labeling = ET.Element("labeling", type="simple")
+    labeling.append(qgis_label_settings(layer_id, font))
     return labeling
+
+
+def qgis_vector_tile_style(tileset: str, layer_ids) -> list[ET.Element]:
+    """The renderer and labels of a QGIS vector tile layer (what QGIS otherwise converts from the MapLibre
+    style on "load style"): per class, its filter and whole symbol, in draw order, from the layer's zoom."""
+    drawn = [lid for lid in _ordered(layer_ids) if tileset != "atlas" or lid not in style.HIDDEN_IN_ATLAS]
+
+    def entry(parent, lid, name, where, min_zoom):
+        return ET.SubElement(parent, "style", {
+            "name": name, "layer": lid, "geometry": "2", "expression": qgis_filter(where) if where else "",
+            "enabled": "1", "min-zoom": str(min_zoom if tileset == "atlas" and min_zoom else -1), "max-zoom": "-1"})
+
+    renderer = ET.Element("renderer", type="basic")
+    styles = ET.SubElement(renderer, "styles")
+    labeling = ET.Element("labeling", type="basic")
+    labels = ET.SubElement(labeling, "styles")
+    for lid in drawn:
+        min_zoom = catalogue.layer(lid).min_zoom
+        for cls in style.LAYER_STYLES[lid].classes:
+            ET.SubElement(entry(styles, lid, f"{lid}: {cls.title}", cls.where, min_zoom), "symbols").append(
+                qgis_symbol(cls.symbol, "0"))
+        font = style.LAYER_STYLES[lid].label
+        if font:
+            entry(labels, lid, f"{lid}: labels", (), max(min_zoom, font.min_zoom)).append(
+                qgis_label_settings(lid, font))
+    return [renderer, labeling]
 
 
 def qgis_temporal(layer_id: str) -> ET.Element:

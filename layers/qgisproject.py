@@ -96,8 +96,9 @@ def _maplayer(parent: ET.Element, atlas, layer_id: str | None, base: str) -> tup
     _srs(ET.SubElement(element, "srs"), 4326 if layer_id else 3857)
     _layer_metadata(element, atlas, layer_id)
     _text(element, "provider", provider, **({"encoding": "UTF-8"} if layer_id else {}))
-    if layer_id:
-        element.extend(gisstyles.qgis_style_elements(layer_id))
+    element.extend(gisstyles.qgis_style_elements(layer_id) if layer_id else
+                   gisstyles.qgis_vector_tile_style(layer_tiles.ATLAS, layer_tiles.layers_of(layer_tiles.ATLAS,
+                                                                                              layer_tiles.MAX_ZOOM)))
     return ident, name, source, provider
 
 

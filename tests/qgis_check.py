@@ -3,7 +3,8 @@
     qgis_check.py tiles BASE OUT.png [DATETIME]   vector tiles with their style.json, Pakistan rendered to PNG
     qgis_check.py qml BASE BUILD_DIR              each layer's GeoJSON with the served QML applied
     qgis_check.py gpkg FILE.gpkg LAYER...         layers of a GeoPackage, styled from its layer_styles
-    qgis_check.py project FILE.qgs OUT.png DAY    the project's layers, time and metadata; rendered at DAY
+    qgis_check.py project FILE.qgs OUT.png DAY TILES.png   the project's layers, time and metadata;
+                                                         its OAPIF layers at DAY, its tile layer
 
 Prints one JSON document on stdout for the test to assert on.
 """
@@ -109,15 +110,19 @@ def check_gpkg(path: str, *names: str) -> dict:
     return result
 
 
-def check_project(path: str, out: str, day: str) -> dict:
+def check_project(path: str, out: str, day: str, tiles_out: str) -> dict:
     project = QgsProject.instance()
     ok = project.read(path)
     render([node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()], out, day)
+    render([layer for layer in project.mapLayers().values() if isinstance(layer, QgsVectorTileLayer)], tiles_out)
     layers = {}
     for layer in project.mapLayers().values():
         node = project.layerTreeRoot().findLayer(layer.id())
         info = {"valid": layer.isValid(), "provider": layer.providerType(), "visible": node.isVisible(),
                 "crs": layer.crs().authid()}
+        if isinstance(layer, QgsVectorTileLayer):
+            info["styles"] = {s.styleName(): s.symbol().color().name(QColor.HexArgb) for s in layer.renderer().styles()}
+            info["labels"] = len(layer.labeling().styles()) if layer.labeling() else 0
         if isinstance(layer, QgsVectorLayer):
             info.update(renderer=renderer_info(layer), temporal=temporal_info(layer),
                         features=layer.featureCount() if layer.isValid() else None,

@@ -97,8 +97,8 @@ def test_geopackage_opens_styled(atlas, tmp_path):
 def test_qgis_project_loads_every_layer(server, tmp_path, artifacts):
     path = tmp_path / "atlas.qgs"
     path.write_bytes(requests.get(f"{server}/qgis/atlas.qgs", timeout=60).content)
-    png = artifacts / "qgis-project-2023-07-01.png"
-    result = qgis("project", path, png, "2023-07-01")
+    png, tiles_png = artifacts / "qgis-project-2023-07-01.png", artifacts / "qgis-project-vector-tiles.png"
+    result = qgis("project", path, png, "2023-07-01", tiles_png)
     assert result["read"] and result["crs"] == "EPSG:3857"
     titles = {catalogue.layer(lid).title: lid for lid in catalogue.LAYER_IDS}
     oapif = {name: info for name, info in result["layers"].items() if info["provider"] == "oapif"}
@@ -111,6 +111,9 @@ def test_qgis_project_loads_every_layer(server, tmp_path, artifacts):
     assert oapif["TTP wilayahs (claimed units)"]["temporal"]["active"]
     tiles = [info for info in result["layers"].values() if info["provider"] == "vectortile"]
     assert len(tiles) == 1 and tiles[0]["valid"] and not tiles[0]["visible"]
+    assert tiles[0]["styles"]["wilayahs: North zone"] == "#%02x0072b2" % round(255 * style.ZONE_FILL_OPACITY)
+    assert tiles[0]["labels"] == len(style.LABEL_STYLES)
+    assert_zone_colours(tiles_png)  # the tile layer is styled in the project itself (today's units)
     assert result["time"][0] == wilayahs.load()["periods"][0]["from"]
     assert catalogue.CAVEAT in result["abstract"] and "CC BY-IGO 3.0" in result["abstract"]
     assert_zone_colours(png)
