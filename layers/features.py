@@ -116,8 +116,8 @@ def layer_metadata(atlas: store.Atlas, layer_id: str, collection: Collection | N
 
 
 def _queryables(features: list[dict], temporal: bool) -> dict[str, Queryable]:
-    """Scalar string properties and lists of strings (matched by member), prose fields excepted;
-    ``period`` on temporal layers."""
+    """Scalar string properties and lists of strings (matched by member), prose fields and properties
+    null everywhere excepted; ``period`` on temporal layers."""
     found: dict[str, Queryable] = {}
     keys = dict.fromkeys(k for f in features for k in f["properties"])
     for key in keys:
@@ -129,6 +129,8 @@ def _queryables(features: list[dict], temporal: bool) -> dict[str, Queryable]:
         if not all(m is None or isinstance(m, str) for m in members):
             continue
         distinct = sorted({m for m in members if m is not None} | set(DOMAINS.get(key, ())))
+        if not distinct:  # null everywhere: nothing to filter on
+            continue
         name = next((single for single, plural in PLURALS.items() if plural == key and single not in keys), key)
         found[name] = Queryable(name, key, many, tuple(distinct) if len(distinct) <= ENUM_MAX else None)
     if temporal:
