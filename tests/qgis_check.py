@@ -1,7 +1,7 @@
 """PyQGIS checks run by tests/test_qgis.py with Debian's /usr/bin/python3 (QGIS 3.22, QT_QPA_PLATFORM=offscreen).
 
     qgis_check.py tiles BASE OUT.png [DATETIME]   vector tiles with their style.json, Pakistan rendered to PNG
-    qgis_check.py qml BASE BUILD_DIR              each layer's GeoJSON with the served QML applied
+    qgis_check.py qml BASE BUILD_DIR              each layer's GeoJSON with the served QML, and SLD, applied
     qgis_check.py gpkg FILE.gpkg LAYER...         layers of a GeoPackage, styled from its layer_styles
     qgis_check.py project FILE.qgs OUT.png DAY TILES.png   the project's layers, time and metadata;
                                                          its OAPIF layers at DAY, its tile layer
@@ -96,6 +96,12 @@ def check_qml(base: str, build: str) -> dict:
         result[path.stem] = {"valid": layer.isValid(), "loaded": ok, "message": message,
                              "renderer": renderer_info(layer), "labels": layer.labelsEnabled(),
                              "temporal": temporal_info(layer)}
+        sld_layer = QgsVectorLayer(str(path), path.stem, "ogr")
+        with tempfile.NamedTemporaryFile(suffix=".sld") as sld:
+            sld.write(urllib.request.urlopen(f"{base}/styles/{path.stem}.sld").read())
+            sld.flush()
+            message, ok = sld_layer.loadSldStyle(sld.name)
+        result[path.stem]["sld"] = {"loaded": ok, "message": message, "renderer": renderer_info(sld_layer)}
     return result
 
 

@@ -61,7 +61,7 @@ def test_vector_tiles_render_with_their_maplibre_style(server, artifacts):
     assert_zone_colours(png)
 
 
-def test_every_qml_applies_in_qgis(server, built):
+def test_every_qml_and_sld_applies_in_qgis(server, built):
     result = qgis("qml", server, built)
     assert set(result) == set(catalogue.LAYER_IDS)
     for layer_id, info in result.items():
@@ -78,6 +78,13 @@ def test_every_qml_applies_in_qgis(server, built):
     assert extension["layers"] == ["LinePatternFill", "SimpleLine"] and extension["filter"].startswith('"zone" IS NULL')
     tribal = result["tribal-districts"]["renderer"]
     assert tribal == {"type": "singleSymbol", "layers": ["SimpleLine"], "colours": ["#ff8f6a00"]}
+    for layer_id, info in result.items():  # the SLD reads back to the same rules, colours and hatches
+        assert info["sld"]["loaded"], (layer_id, info["sld"]["message"])
+        assert info["sld"]["renderer"]["type"] == info["renderer"]["type"], layer_id
+    sld_rules = result["wilayahs"]["sld"]["renderer"]["rules"]
+    assert set(sld_rules) == {c.title for c in style.LAYER_STYLES["wilayahs"].classes}
+    assert sld_rules["Zone not reported, possible extension"]["layers"] == ["LinePatternFill", "SimpleLine"]
+    assert sld_rules["South zone"]["colours"][1] == "#ffd55e00"
 
 
 def test_geopackage_opens_styled(atlas, tmp_path):
