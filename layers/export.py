@@ -57,7 +57,7 @@ SCALEBAR_FRACTION = 0.22  # of the map width
 PX_TO_PT = 72 / 96  # style widths are CSS px at 96 dpi
 WEB_MERCATOR_M_PER_PX = 156543.03392  # ground metres per pixel at zoom 0 on the equator
 REGION = (44.0, 5.0, 98.0, 48.0)  # South and Central Asia: the locator of a national map
-NATIONAL_SHARE = 0.6  # a view at least this share of Pakistan's width is national (regional locator)
+NATIONAL_SHARE = 0.9  # a view showing this share of Pakistan's extent is national (regional locator)
 LABEL_SHRINK = (1.0, 0.85, 0.72)  # unit label sizes tried in place before a callout; the last is the minimum
 CALLOUT_RADII = (2.0, 3.0, 4.5, 6.0, 8.0, 10.0)  # leader lengths tried, in label heights
 CALLOUT_DIRECTIONS = 16
@@ -513,7 +513,7 @@ def draw_layer(ax, shown: Shown, metres_per_pt: float) -> None:
             look = style.feature_style(shown.layer_id, feature["properties"])
             patch = PathPatch(path, **patch_kwargs(look))
             patch.set_gid(f"{singular}-{feature['id']}")
-            ax.add_patch(patch)
+            ax.add_artist(patch)  # not add_patch: the view sets the limits, so skip its costly autoscaling
             if look["hatch"]:
                 draw_hatch(ax, geom, look, metres_per_pt, f"hatch-{feature['id']}")
         return
@@ -683,7 +683,8 @@ def place_unit_labels(ax, anchored: list[tuple], view: View, scale: float,
         spot = next((s for s in spots() if is_free(s[0], frame, taken,
                                                    ax.transData.transform(s[2]) if s[3] else None)), None)
         if spot is None:
-            warnings.append(f"no room for the label of {label.text} ({label.feature_id}) at this paper size")
+            warnings.append(f"{label.text} ({label.feature_id}) is not labelled: no room at this paper size "
+                            "(a larger size or a focused view has room)")
             continue
         box, shrink, (x, y), callout = spot
         taken.append(box.expanded(1.06, 1.15))
@@ -737,9 +738,9 @@ def draw_north_arrow(ax, scale: float) -> None:
 
 
 def is_national(atlas, view: View) -> bool:
-    """Whether the view shows (most of) the country: such a map gets the regional locator."""
-    home = atlas.pakistan_bounds
-    return view.lonlat[2] - view.lonlat[0] >= NATIONAL_SHARE * (home[2] - home[0])
+    """Whether the view shows (nearly) the whole country: such a map gets the regional locator."""
+    home = shapely.box(*atlas.pakistan_bounds)
+    return shapely.intersection(home, shapely.box(*view.lonlat)).area >= NATIONAL_SHARE * home.area
 
 
 def draw_inset(fig: Figure, rect, atlas, view: View, national: bool) -> None:

@@ -547,6 +547,10 @@ def test_console_script(built, data_root, tmp_path):
     done = ttp_atlas("--out", str(tmp_path / "kp.pdf"), "--focus", "Khyber Pakhtunkhwa", "--size", "A5")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "kp.pdf").read_bytes().startswith(b"%PDF")
+    done = ttp_atlas("--out", str(tmp_path / "small.png"), "--size", "100x100mm", "--dpi", "50", "--datetime", "2023-07-01")
+    assert done.returncode == 0, done.stderr
+    assert "export: " in done.stderr and "is not labelled: no room at this paper size" in done.stderr
+    (tmp_path / "small.png").unlink()
     done = ttp_atlas("--out", str(tmp_path / "map.pdf"), "--dpi", "5000")
     assert done.returncode == 2
     assert done.stderr.strip() == "ttp-atlas export: error: --dpi '5000' is invalid: an integer from 50 to 600"
