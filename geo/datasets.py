@@ -20,6 +20,8 @@ DATA_ENV = "TTP_ATLAS_DATA"
 CHECKSUMS = Path(__file__).with_name("boundaries.sha256")
 
 COD_GDB = "ocha_cod_ab_pak_20220909/pak_adm_wfp_20220909_gdb.gdb/pak_adm_wfp_20220909_GDB.gdb"
+COD_LINE_OF_CONTROL = ("ocha_cod_ab_pak_20220909/pak_admbndl_adm_loc_wfp_itos_20220909/"
+                       "pak_admbndl_adm_LOC_wfp_itos_20220909.shp")
 OSM_GEOGRAPHY = "osm_derived_abubakrch_pakistan_map/geography.topojson.json"
 NE_COUNTRIES = "natural_earth_world_atlas/countries-50m.json"
 

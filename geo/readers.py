@@ -8,7 +8,7 @@ import geopandas as gpd
 import pyogrio
 import shapely
 
-from geo.datasets import COD_GDB, NE_COUNTRIES, OSM_GEOGRAPHY, DataError
+from geo.datasets import COD_GDB, COD_LINE_OF_CONTROL, NE_COUNTRIES, OSM_GEOGRAPHY, DataError
 
 
 def _read(path: Path, **kwargs) -> gpd.GeoDataFrame:
@@ -19,6 +19,11 @@ def _read(path: Path, **kwargs) -> gpd.GeoDataFrame:
     frame = frame.set_crs("EPSG:4326", allow_override=True)
     frame["geometry"] = shapely.make_valid(frame.geometry.values)
     return frame
+
+
+def cod_line_of_control(root: Path) -> shapely.Geometry:
+    """COD-AB's Line of Control (``admLevel`` 87), its 21 segments merged into one line."""
+    return shapely.line_merge(shapely.union_all(_read(root / COD_LINE_OF_CONTROL).geometry.values))
 
 
 def cod_admin(root: Path, level: int) -> gpd.GeoDataFrame:

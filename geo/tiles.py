@@ -1,7 +1,7 @@
 """Web-mercator tile math, clipping, MVT encoding and PNG rendering of styled polygons.
 
 Generic: geometries come in as shapely arrays in lon/lat, styles as plain dicts
-(``stroke``, ``width``, ``fill``, ``fill_opacity``, ``dash``, ``hatch``). Heavy work is done once per
+(``stroke``, ``width``, ``fill``, ``fill_opacity``, ``dash``, ``hatch``, ``casing``). Heavy work is done once per
 layer (projection and a spatial index); a tile only queries, clips, rounds and encodes its share.
 """
 
@@ -70,12 +70,8 @@ def tiles_over(bounds: tuple[float, float, float, float], zoom: int) -> list[tup
     return [(t.z, t.x, t.y) for t in mercantile.tiles(*bounds, zooms=zoom)]
 
 
-def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and tile-grid geometries (integer, y down, valid, MVT-oriented) of features in a tile.
-
-    Rounding moves a vertex shared by two neighbours to the same grid point in both, so shared
-    borders stay shared; the few polygons that rounding makes invalid are snap-rounded by GEOS.
-    """
+def _window(layer: Index, z: int, x: int, y: int, buffer: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the features in a tile (with ``buffer``) and their parts there, in tile-grid units (y down)."""
     minx, miny, maxx, maxy = tile_bounds(z, x, y)
     unit = (maxx - minx) / EXTENT
     pad = buffer * unit
@@ -84,7 +80,18 @@ def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np
         return hits, np.empty(0, dtype=object)
     hits.sort()
     clipped = shapely.clip_by_rect(layer.geoms[hits], minx - pad, miny - pad, maxx + pad, maxy + pad)
-    scaled = shapely.transform(clipped, lambda xy: np.column_stack([(xy[:, 0] - minx) / unit, (maxy - xy[:, 1]) / unit]))
+    return hits, shapely.transform(clipped, lambda xy: np.column_stack([(xy[:, 0] - minx) / unit, (maxy - xy[:, 1]) / unit]))
+
+
+def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and tile-grid geometries (integer, y down, valid, MVT-oriented) of features in a tile.
+
+    Rounding moves a vertex shared by two neighbours to the same grid point in both, so shared
+    borders stay shared; the few polygons that rounding makes invalid are snap-rounded by GEOS.
+    """
+    hits, scaled = _window(layer, z, x, y, buffer)
+    if hits.size == 0:
+        return hits, scaled
     grid = shapely.transform(scaled, np.rint)
     broken = ~shapely.is_valid(grid)  # rings that rounding pinched or collapsed: GEOS snap-rounds those
     grid[broken] = shapely.set_precision(shapely.make_valid(scaled[broken]), 1.0)
@@ -92,6 +99,13 @@ def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np
     keep = ~shapely.is_empty(grid)
     # y points down in the tile, so shapely's counter-clockwise is the MVT's clockwise exterior
     return hits[keep], shapely.orient_polygons(grid[keep])
+
+
+def clip_lines(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and tile-grid parts of the lines in a tile, for drawing (``render`` takes lines too)."""
+    hits, scaled = _window(layer, z, x, y, buffer)
+    keep = ~shapely.is_empty(scaled)
+    return hits[keep], scaled[keep]
 
 
 def _zigzag(values: np.ndarray) -> np.ndarray:
@@ -166,7 +180,12 @@ def _colour(hex_colour: str, opacity: float = 1.0) -> int:
 
 
 def _path(geom: shapely.Geometry) -> skia.Path:
+    """A Skia path of a polygon's rings (closed, even-odd) or of a line's parts (open)."""
     path = skia.Path()
+    if shapely.get_dimensions(geom) == 1:
+        for part in shapely.get_parts(geom):
+            path.addPoly([skia.Point(float(px), float(py)) for px, py in shapely.get_coordinates(part)], False)
+        return path
     for ring in shapely.get_rings(shapely.get_parts(geom)):
         coords = shapely.get_coordinates(ring)
         path.addPoly([skia.Point(float(px), float(py)) for px, py in coords], True)
@@ -202,7 +221,8 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
 
     Fills and hatches of every layer are drawn first in layer order, then outlines in layer order, so
     borders are never covered and a later layer's outlines lie over an earlier one's. A fill is drawn
-    only where ``fill_opacity`` is above 0. Stroke widths, dashes and hatch spacing are in CSS pixels and
+    only where ``fill_opacity`` is above 0; lines are outlines only, over a ``casing`` (colour and
+    ``casing_width``) when the style has one. Stroke widths, dashes and hatch spacing are in CSS pixels and
     grow with ``scale`` (2 for @2x tiles); ``origin`` is the tile's top-left in world CSS pixels.
     """
     size = TILE_SIZE * scale
@@ -220,6 +240,9 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
                 _hatch(canvas, path, style, unit, origin)
     for layer in paths:
         for path, style in layer:
+            if style.get("casing"):
+                canvas.drawPath(path, skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style,
+                                                 StrokeWidth=style["casing_width"] * unit, Color=_colour(style["casing"])))
             stroke = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeWidth=style["width"] * unit,
                                 Color=_colour(style["stroke"]))
             if style.get("dash"):

@@ -18,6 +18,7 @@ import geopandas as gpd
 import numpy as np
 import pyogrio
 import shapely
+import shapely.ops
 import yaml
 
 from geo import atomic, datasets, gazetteer, geojson, geometry, readers
@@ -26,6 +27,7 @@ from layers import catalogue, generalise, wilayahs
 CIVIL_FILE = Path(__file__).with_name("civil.yaml")
 GEOPACKAGE = "atlas.gpkg"
 MANIFEST = "manifest.json"
+DISPUTED = "disputed.geojson"  # a line dataset beside the layers (not a catalogue layer)
 FIXED_DATE = "2000-01-01T00:00:00Z"  # GeoPackage timestamps, fixed so that builds are reproducible
 
 
@@ -271,6 +273,37 @@ def country_features(world: gpd.GeoDataFrame, pakistan: shapely.Geometry) -> lis
     return features
 
 
+def along(outline: shapely.Geometry, start, end) -> shapely.LineString:
+    """The shorter stretch of a polygon's outline between the points nearest ``start`` and ``end``."""
+    point = shapely.Point(start)
+    ring = min((p.exterior for p in shapely.get_parts(outline)), key=lambda r: r.distance(point))
+    lo, hi = sorted((ring.project(point), ring.project(shapely.Point(end))))
+    inner = shapely.ops.substring(ring, lo, hi)
+    outer = shapely.line_merge(shapely.union(shapely.ops.substring(ring, hi, ring.length),
+                                             shapely.ops.substring(ring, 0, lo)))
+    return min((inner, outer), key=lambda line: line.length)
+
+
+def disputed_features(line_of_control: shapely.LineString, pakistan: shapely.Geometry,
+                      siachen: shapely.Geometry, config: dict) -> list[dict]:
+    """The Line of Control, the Working Boundary and the Siachen claim line and area, each with the note."""
+    north_end, south_end = sorted((line_of_control.coords[0], line_of_control.coords[-1]), key=lambda c: -c[1])
+    cod, ne = _caption(("cod-ab",)), _caption(("natural-earth",))
+    lines = [
+        ("line-of-control", "Line of Control", line_of_control, cod,
+         "The ceasefire line between Pakistani- and Indian-administered Kashmir (COD-AB admLevel 87)."),
+        ("working-boundary", "Working Boundary", along(pakistan, south_end, config["working_boundary_end"]), cod,
+         "Between Pakistani Punjab and Indian-administered Jammu, from the Line of Control's end to the Ravi."),
+        ("siachen-claim", "Siachen: NJ9842 to the Karakoram Pass", along(pakistan, north_end, config["karakoram_pass"]),
+         cod, "Pakistan's position beyond the Line of Control's end, as COD-AB draws Gilgit-Baltistan."),
+        ("siachen-area", "Siachen Glacier area", shapely.boundary(siachen), ne,
+         "Natural Earth's outline of the Siachen Glacier area, held by India and claimed by Pakistan."),
+    ]
+    return [{"id": fid, "geometry": shapely.set_precision(geom, geometry.OUTPUT_GRID), "properties": {
+        "id": fid, "name": name, "kind": fid, "description": text, "note": catalogue.BOUNDARY_NOTE, **caption}}
+        for fid, name, geom, caption, text in lines]
+
+
 def snap_layers(layers: dict[str, list[dict]]) -> None:
     """Put every geometry on the 6-decimal output grid, exteriors counter-clockwise (in place)."""
     for features in layers.values():
@@ -372,12 +405,20 @@ def build(root: Path, out_dir: Path, wilayah_file: Path = wilayahs.WILAYAHS_FILE
     layers, _ = assemble(root, wilayah_file, civil_file)
     files = {f"{lid}.geojson": layer_bytes(lid, features) for lid, features in layers.items()}
     info = manifest(layers, files)
+    world = readers.countries(root)
+    pakistan = next(f["geometry"] for f in layers["countries"] if f["id"] == PAKISTAN)
+    lines = disputed_features(readers.cod_line_of_control(root), pakistan,
+                              world.geometry[world.name == "Siachen Glacier"].iloc[0], civil_config(civil_file)["disputed"])
+    files[DISPUTED] = geojson.dumps(geojson.feature_collection(
+        (geojson.feature(f["id"], f["properties"], f["geometry"]) for f in lines), name="disputed",
+        title="Disputed lines", description=catalogue.BOUNDARY_NOTE))
+    info["disputed"] = {"file": DISPUTED, "features": len(lines), "note": catalogue.BOUNDARY_NOTE}
     with atomic.staged_dir(out_dir) as staging:
         for name, payload in files.items():
             (staging / name).write_bytes(payload)
         write_geopackage(staging / GEOPACKAGE, layers)
         write_generalised(staging / generalise.GENERALISED_FILE, layers)
-        for name in (GEOPACKAGE, generalise.GENERALISED_FILE):
+        for name in (GEOPACKAGE, generalise.GENERALISED_FILE, DISPUTED):
             info["files_sha256"][name] = datasets.sha256_file(staging / name)
         (staging / MANIFEST).write_bytes(json.dumps(info, indent=2, ensure_ascii=False).encode() + b"\n")
     return info

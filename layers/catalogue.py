@@ -10,6 +10,13 @@ CAVEAT = (
     "publishes their boundaries; confidence and sources are given on every feature."
 )
 
+BOUNDARY_NOTE = (
+    "The boundaries and names shown and the designations used on this map do not imply official "
+    "endorsement or acceptance by the map-maker. The Line of Control in Jammu and Kashmir, the Working "
+    "Boundary and the Siachen area are drawn dashed: their final status has not yet been agreed upon "
+    "by the parties."
+)
+
 
 @dataclass(frozen=True)
 class Layer:

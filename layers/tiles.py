@@ -21,7 +21,7 @@ from pmtiles.writer import Writer
 
 from geo import tiles as geotiles
 from geo.atomic import staged_file
-from layers import catalogue, features, style
+from layers import catalogue, disputed, features, style
 
 MIN_ZOOM, MAX_ZOOM = 0, 14
 ATLAS = "atlas"
@@ -56,6 +56,8 @@ TILE_FIELDS: dict[str, dict[str, str]] = {
 # PNG: the atlas tileset is a basemap drawn in the style's order (sea background, land, every fill, then
 # every outline, so unit outlines lie over civil borders); a single layer's PNG is a transparent overlay.
 RASTER_ORDER = tuple(lid for lid in style.DRAW_ORDER if lid not in style.HIDDEN_IN_ATLAS)
+# PNG tilesets that draw the disputed lines dashed (over the borders they mark, under the units' outlines)
+DISPUTED_TILESETS = (ATLAS, "countries", "provinces")
 
 
 class TileError(ValueError):
@@ -134,6 +136,8 @@ class TileSource:
         self._indexes: dict[int, tuple[np.ndarray, geotiles.Index]] = {}
         self._properties = {lid: [tile_properties(lid, f["properties"]) for f in atlas.features(lid)]
                             for lid in catalogue.LAYER_IDS}
+        lines = [geom for _, geom in disputed.disputed_lines(atlas)]
+        self._disputed = geotiles.index(np.array(lines, dtype=object)) if lines else None
         self.selection = lru_cache(maxsize=256)(self._select)
         self._mvt = lru_cache(maxsize=cache_size)(self._render_mvt)
         self._png = lru_cache(maxsize=cache_size)(self._render_png)
@@ -201,6 +205,10 @@ class TileSource:
         features = self.atlas.features
         layers = [(cut[lid][1], [style.feature_style(lid, features(lid)[i]["properties"]) for i in cut[lid][0]])
                   for lid in order]
+        if tileset in DISPUTED_TILESETS and self._disputed is not None:
+            hits, lines = geotiles.clip_lines(self._disputed, z, x, y)
+            after = order.index("provinces") + 1 if "provinces" in order else len(order)
+            layers.insert(after, (lines, [disputed.disputed_style()] * len(hits)))
         return geotiles.render(layers, background=style.BACKGROUND if tileset == ATLAS else None, scale=scale,
                                origin=(x * geotiles.TILE_SIZE, y * geotiles.TILE_SIZE))
 

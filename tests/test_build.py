@@ -113,6 +113,24 @@ def test_countries_are_every_country_with_one_outline_of_pakistan(atlas, data_ro
     assert gaps < 0.5, gaps  # about 0.16 km² along 6,800 km of border, from rounding to 6 decimals
 
 
+def test_disputed_lines_follow_pakistans_outline_with_the_note(built, atlas):
+    collection = json.loads((built / build.DISPUTED).read_text())
+    assert atlas.manifest["disputed"] == {"file": build.DISPUTED, "features": 4, "note": catalogue.BOUNDARY_NOTE}
+    assert atlas.manifest["files_sha256"][build.DISPUTED] == datasets.sha256_file(built / build.DISPUTED)
+    lines = {f["id"]: (f["properties"], shapely.geometry.shape(f["geometry"])) for f in collection["features"]}
+    assert set(lines) == {"line-of-control", "working-boundary", "siachen-claim", "siachen-area"}
+    assert all(p["note"] == catalogue.BOUNDARY_NOTE and p["attribution"] for p, _ in lines.values())
+    outline = shapely.boundary(shapely.union_all(geoms(atlas, "provinces")))
+    for fid in ("line-of-control", "working-boundary", "siachen-claim"):  # on the one outline of Pakistan
+        assert shapely.hausdorff_distance(lines[fid][1], shapely.intersection(
+            outline, shapely.buffer(lines[fid][1], 0.001))) < 0.001, fid
+    loc, working, claim = (lines[k][1] for k in ("line-of-control", "working-boundary", "siachen-claim"))
+    ends = lambda line: {tuple(round(v, 2) for v in line.coords[i]) for i in (0, -1)}
+    assert ends(loc) == {(74.46, 32.79), (77.12, 35.04)}  # the Chenab to NJ9842
+    assert ends(working) == {(74.46, 32.79), (75.33, 32.33)} and 140 < working.length * 100 < 170  # ~ km
+    assert ends(claim) == {(77.12, 35.04), (77.83, 35.5)}  # NJ9842 to the Karakoram Pass
+
+
 def test_districts_tile_their_province(atlas):
     districts = atlas.features("districts")
     shapes = geoms(atlas, "districts")

@@ -16,7 +16,7 @@ from PIL import Image
 from pmtiles.reader import MmapSource, Reader
 
 from geo import tiles as geotiles
-from layers import catalogue, style
+from layers import catalogue, disputed, style
 from layers.features import QueryError
 from layers import tiles as layer_tiles
 from layers.wilayahs import valid_during
@@ -230,6 +230,23 @@ def test_extensions_are_hatched_in_their_units_colour(source, atlas):
     inked = hatch & (pixels[:, 3] >= 0.8 * look["hatch_opacity"] * 255)
     bare = pixels[:, 3] == 0
     assert 0.1 < inked.mean() < 0.6 and bare.mean() > 0.3, (inked.mean(), bare.mean())  # lines, and no fill
+
+
+def test_disputed_lines_are_dashed_over_the_border(source, atlas):
+    lines = {p["kind"]: g for p, g in disputed.disputed_lines(atlas)}
+    assert set(lines) == {"line-of-control", "working-boundary", "siachen-claim", "siachen-area"}
+    look = disputed.disputed_style()
+    ink, casing = (np.array(style.hex_to_rgb(look[k])) for k in ("stroke", "casing"))
+    for kind in ("line-of-control", "working-boundary"):
+        seen = []
+        for share in np.linspace(0.05, 0.95, 40):
+            point = shapely.line_interpolate_point(lines[kind], share, normalized=True)
+            tile, xy = at(point.x, point.y, 10)
+            centre = window(source.png("provinces", 10, tile.x, tile.y), xy, 0)[0, :3]
+            seen.append("dash" if np.abs(centre - ink).max() <= 40 else
+                        "gap" if np.abs(centre - casing).max() <= 12 else "other")
+        # the solid province border is hidden: only dashes and gaps of the casing along the line
+        assert seen.count("dash") >= 8 and seen.count("gap") >= 4 and seen.count("other") <= 10, (kind, seen)
 
 
 # --- requests that are refused ----------------------------------------------------------------
