@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -26,15 +27,19 @@ def row(benchmark: str, metric: str, value, unit: str = "", goal: str = "") -> d
 @dataclass(frozen=True)
 class Running:
     url: str
-    pid: int  # the gunicorn arbiter; its children are the workers
+    pid: int  # ``ttp-atlas serve``: nginx and the gunicorn arbiter are its children
+
+    @property
+    def gunicorn(self) -> int:
+        return gunicorn_master(self.pid)
 
 
 @contextlib.contextmanager
-def atlas_server(workers: int = 2):
-    """The production server (gunicorn, preloaded) on a free loopback port."""
+def atlas_server(workers: int = 2, env: dict | None = None):
+    """The production server (nginx in front of gunicorn, preloaded) on a free loopback port."""
     build_dir = store.build_dir()
     store.ensure_build(build_dir, datasets.data_dir())
-    process, url = start_server(build_dir, datasets.data_dir(), workers=workers)
+    process, url = start_server(build_dir, datasets.data_dir(), workers=workers, env=env)
     try:
         yield Running(url, process.pid)
     finally:
@@ -108,3 +113,46 @@ def wrk(url: str, seconds: int = 5, connections: int = 16, threads: int = 2, scr
         "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),
     }
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.add(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process under ``pid`` (serve: nginx master and workers, gunicorn master and workers)."""
+    found, todo = set(), [pid]
+    while todo:
+        below = children(todo.pop()) - found
+        found |= below
+        todo += below
+    return found
+
+
+def gunicorn_master(serve_pid: int) -> int:
+    """The gunicorn arbiter under ``ttp-atlas serve`` (its child that is not nginx); serve itself with --no-proxy."""
+    for pid in children(serve_pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "nginx":
+                return pid
+    return serve_pid
+
+
+def pss_kib(pids) -> int:
+    """Proportional set size summed over processes: shared pages counted once in all, not once per process."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total

@@ -1,4 +1,4 @@
-"""Mixed load: features, tiles, maps and exports at 64 connections for 30 s against gunicorn."""
+"""Mixed load: features, tiles, maps and exports at 64 connections for 30 s against the served stack."""
 
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ def run() -> list[dict]:
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(lua_script(MIX))
         wrk(url + "/", seconds=10, connections=CONNECTIONS, script=script.name)  # warm every worker's caches
-        before = worker_rss(server.pid)
+        before = worker_rss(server.gunicorn)
         result = wrk(url + "/", seconds=SECONDS, connections=CONNECTIONS, script=script.name)
-        after = worker_rss(server.pid)
+        after = worker_rss(server.gunicorn)
     Path(script.name).unlink()
     broken = [p for p, s in statuses.items() if s >= 400]
     name = f"load (mixed, {CONNECTIONS} conns, {SECONDS} s)"

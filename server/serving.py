@@ -14,6 +14,7 @@ the other is stopped and ``serve`` exits non-zero.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import multiprocessing
@@ -96,7 +97,7 @@ def nginx_config(work: Path, listen: str, upstream: Path) -> str:
 worker_processes auto;
 worker_rlimit_nofile 16384;
 pid {work}/nginx.pid;
-error_log stderr warn;
+error_log stderr error;  # (warn would log every response spooled to disk)
 events {{ worker_connections 8192; }}
 http {{
     log_format atlas '$remote_addr [$time_local] "$request" $status $body_bytes_sent $request_time "$http_user_agent"';
@@ -152,11 +153,13 @@ def listen_address(host: str, port: int) -> str:
 
 
 def nginx_binary() -> str:
-    found = os.environ.get(NGINX_ENV) or shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+    """The nginx to run: $TTP_ATLAS_NGINX, else nginx on PATH or in /usr/sbin."""
+    candidates = [os.environ[NGINX_ENV]] if os.environ.get(NGINX_ENV) else \
+        [shutil.which("nginx") or "", "/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+    found = next((path for path in candidates if path and os.access(path, os.X_OK)), None)
     if not found:
-        raise ServeError("nginx is not installed: install it (apt-get install nginx) or serve without the "
-                         f"front end (--no-proxy or {NO_PROXY_ENV}=1, for debugging only)")
+        raise ServeError(f"nginx not found ({', '.join(filter(None, candidates))}): install it (apt-get install "
+                         f"nginx), set {NGINX_ENV}, or serve without the front end (--no-proxy, debugging only)")
     return found
 
 
@@ -219,6 +222,9 @@ def _supervise(children: dict[int, str]) -> None:
     while children:
         pid, status = os.wait()
         name = children.pop(pid, None)
+        if name == "nginx":  # its own process group: workers left by a killed master go with it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         if name and not stopping:
             died = f"{name} exited unexpectedly (status {os.waitstatus_to_exitcode(status)})"
             stop()
@@ -245,7 +251,7 @@ def run(build_root: Path, data_root: Path, host: str, port: int, workers: int, p
         try:
             _wait_for_socket(upstream, gunicorn)
             front = subprocess.Popen([nginx, "-e", "stderr", "-p", str(work), "-c", str(config),
-                                      "-g", "daemon off;"], preexec_fn=_die_with_parent)
+                                      "-g", "daemon off;"], preexec_fn=_die_with_parent, process_group=0)
             children[front.pid] = "nginx"
         except BaseException:
             os.kill(gunicorn, signal.SIGTERM)

@@ -1,8 +1,9 @@
-"""Faults: a killed build, a broken build folder, a killed worker — the service keeps its promises."""
+"""Faults: a killed build, a broken build folder, a killed worker, a dead front end — the service keeps its promises."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import time
 import pytest
 import requests
 
+from bench.common import descendants, gunicorn_master
 from layers import store
 from tests.conftest import free_port, start_server, stop_server, worker_pids
 
@@ -69,7 +71,9 @@ def wait_for_workers(arbiter: int, count: int, seconds: float = 30) -> set[int]:
 def test_killed_worker_is_replaced_without_failing_other_requests(built, data_root):
     process, url = start_server(built, data_root, workers=2)
     try:
-        workers = wait_for_workers(process.pid, 2)
+        arbiter = gunicorn_master(process.pid)
+        assert arbiter != process.pid, "serve runs gunicorn as its child, next to nginx"
+        workers = wait_for_workers(arbiter, 2)
         concurrency, per_client = 4, 60
         session_errors = []
 
@@ -90,8 +94,79 @@ def test_killed_worker_is_replaced_without_failing_other_requests(built, data_ro
             os.kill(sorted(workers)[0], signal.SIGKILL)
             session_errors = [f.result() for f in futures]
         assert sum(session_errors) <= concurrency  # at most the requests in flight on the killed worker
-        replacement = wait_for_workers(process.pid, 2)
+        replacement = wait_for_workers(arbiter, 2)
         assert replacement != workers
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
     finally:
         stop_server(process)
+
+
+MANIFEST_DAMAGE = {  # damage -> what the one-line error must name
+    "no datasets": (lambda m: m.pop("datasets"), "'datasets' is a required property"),
+    "no files_sha256": (lambda m: m.pop("files_sha256"), "'files_sha256' is a required property"),
+    "no bbox": (lambda m: m["layers"]["districts"].pop("bbox"), "$.layers.districts: 'bbox' is a required"),
+    "no gpkg sha256": (lambda m: m["files_sha256"].pop("atlas.gpkg"), "'atlas.gpkg' is a required property"),
+    "bad sha256": (lambda m: m["layers"]["zones"].update(sha256="abc"), "$.layers.zones.sha256"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(MANIFEST_DAMAGE))
+def test_server_refuses_a_manifest_its_schema_refuses(built, data_root, tmp_path, damage):
+    target = tmp_path / "damaged"
+    shutil.copytree(built, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    change, named = MANIFEST_DAMAGE[damage]
+    change(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    result = subprocess.run(serve_command(target, data_root, free_port()), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stderr[-500:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(target / "manifest.json") in lines[0] and named in lines[0], lines
+
+
+def test_missing_nginx_is_one_line_naming_the_fix(built, data_root):
+    result = subprocess.run(serve_command(built, data_root, free_port()), capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "TTP_ATLAS_NGINX": "/nonexistent/nginx"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "apt-get install nginx" in lines[0] and "--no-proxy" in lines[0], lines
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("victim", ["nginx", "gunicorn"])
+def test_when_one_half_dies_serve_stops_the_other_and_fails(built, data_root, victim):
+    process, url = start_server(built, data_root, workers=1)
+    try:
+        tree = descendants(process.pid)
+        arbiter = gunicorn_master(process.pid)
+        nginx = next(pid for pid in tree - {arbiter} if open(f"/proc/{pid}/comm").read().strip() == "nginx"
+                     and int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == process.pid)
+        os.kill(nginx if victim == "nginx" else arbiter, signal.SIGKILL)
+        assert process.wait(timeout=40) != 0
+        assert f"{victim} exited unexpectedly" in process.stderr.read().decode()
+        deadline = time.monotonic() + 10
+        while any(map(process_alive, tree)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in tree if process_alive(pid)]
+    finally:
+        if process.poll() is None:
+            stop_server(process)
+
+
+def test_sigterm_stops_every_process_of_the_service(built, data_root):
+    process, url = start_server(built, data_root, workers=2)
+    tree = descendants(process.pid)
+    assert len(tree) >= 4  # nginx master + worker, gunicorn arbiter + 2 workers
+    stop_server(process)
+    assert process.returncode == 0
+    deadline = time.monotonic() + 10
+    while any(map(process_alive, tree)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in tree if process_alive(pid)]
