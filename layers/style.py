@@ -68,6 +68,12 @@ CIVIL_STYLES = {
                          "dash": (1, 2.5)},
 }
 
+# Disputed boundaries (Line of Control, Working Boundary, Siachen): the province border's ink and width,
+# dashed, over a land-coloured casing that hides the solid border beneath.
+DISPUTED_STYLE = {"stroke": CIVIL_STYLES["provinces"]["stroke"], "width": CIVIL_STYLES["provinces"]["width"],
+                  "fill": CIVIL_STYLES["provinces"]["stroke"], "fill_opacity": 0.0, "dash": LOW_DASH, "hatch": None,
+                  "casing": LAND, "casing_width": CIVIL_STYLES["provinces"]["width"] + 1.0}
+
 
 @dataclass(frozen=True)
 class Font:

@@ -1,7 +1,7 @@
 """PyQGIS checks run by tests/test_qgis.py with Debian's /usr/bin/python3 (QGIS 3.22, QT_QPA_PLATFORM=offscreen).
 
     qgis_check.py tiles BASE OUT.png [DATETIME]   vector tiles with their style.json, Pakistan rendered to PNG
-    qgis_check.py qml BASE BUILD_DIR              each layer's GeoJSON with the served QML, and SLD, applied
+    qgis_check.py qml BASE BUILD_DIR LAYER...     each layer's GeoJSON with the served QML, and SLD, applied
     qgis_check.py gpkg FILE.gpkg LAYER...         layers of a GeoPackage, styled from its layer_styles
     qgis_check.py project FILE.qgs OUT.png DAY TILES.png   the project's layers, time and metadata;
                                                          its OAPIF layers at DAY, its tile layer
@@ -85,9 +85,9 @@ def check_tiles(base: str, out: str, datetime: str = "") -> dict:
             "styles": len(styles), "layers": sorted({s.layerName() for s in styles})}
 
 
-def check_qml(base: str, build: str) -> dict:
+def check_qml(base: str, build: str, *layer_ids: str) -> dict:
     result = {}
-    for path in sorted(Path(build).glob("*.geojson")):
+    for path in (Path(build) / f"{layer_id}.geojson" for layer_id in layer_ids):
         layer = QgsVectorLayer(str(path), path.stem, "ogr")
         with tempfile.NamedTemporaryFile(suffix=".qml") as qml:
             qml.write(urllib.request.urlopen(f"{base}/styles/{path.stem}.qml").read())

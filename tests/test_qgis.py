@@ -62,7 +62,7 @@ def test_vector_tiles_render_with_their_maplibre_style(server, artifacts):
 
 
 def test_every_qml_and_sld_applies_in_qgis(server, built):
-    result = qgis("qml", server, built)
+    result = qgis("qml", server, built, *catalogue.LAYER_IDS)
     assert set(result) == set(catalogue.LAYER_IDS)
     for layer_id, info in result.items():
         assert info["valid"] and info["loaded"], (layer_id, info["message"])
