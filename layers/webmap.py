@@ -28,7 +28,7 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, features, labels, style, tiles, wilayahs
+from layers import catalogue, disputed, features, labels, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
@@ -44,6 +44,8 @@ WIDE_PX = 700  # narrower maps fold the legend and the layer list and pad the vi
 # font this much larger than the one drawn (checked by the browser test of label overlaps).
 LABEL_BOX_PX = 2
 MAX_IDS = 500  # features a preview map may be asked to show by id
+DISPUTED_HOSTS = frozenset({"countries", "provinces"})  # layers whose borders the disputed lines mark
+DISPUTED_KEY = "Disputed boundary: status not agreed (see the note)"
 UNKNOWN = "Status unknown since"  # how the wilayah file's notes start for a continuation (layers/wilayahs.yaml)
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
@@ -147,8 +149,9 @@ def last_confirmed() -> dict:
 
 
 def unit_count(atlas, day: str) -> int:
-    """Units (not features: an extension belongs to its unit) reported at ``day``."""
-    return len({f["properties"]["unit"] for f in atlas.features("wilayahs", day, day)})
+    """Units reported at ``day``: those with a core (an extension, or a continuation, is not a unit)."""
+    return len({f["properties"]["unit"] for f in atlas.features("wilayahs", day, day)
+                if f["properties"]["part"] == "core"})
 
 
 # --- data sent to the browser ------------------------------------------------------------------
@@ -290,6 +293,26 @@ def leaflet_style(layer_id: str, props: dict, css_class: str = "") -> dict:
     return out
 
 
+def disputed_features(atlas) -> list[dict]:
+    """The build's disputed lines as GeoJSON features (name and description as the tooltip), simplified
+    like the layers."""
+    tolerance = degrees_per_pixel(VIEW_ZOOM) / 2
+    return [{"type": "Feature", "id": props["id"],
+             "properties": {"tip": html.escape(f"{props['name']}: {props['description']}")},
+             "geometry": geometry_dict(shapely.simplify(geom, tolerance), decimals_for(VIEW_ZOOM))}
+            for props, geom in disputed.disputed_lines(atlas)]
+
+
+def disputed_paths() -> tuple[dict, dict]:
+    """Leaflet options of a disputed line: a land-coloured casing hiding the border beneath, then dashes."""
+    look = disputed.disputed_style()
+    line = {"fill": False, "opacity": 1.0}
+    return ({**line, "color": look["casing"], "weight": look["casing_width"], "className": "atlas-disputed-casing",
+             "interactive": False},
+            {**line, "color": look["stroke"], "weight": look["width"], "className": "atlas-disputed",
+             "dashArray": " ".join(f"{d:g}" for d in look["dash"])})
+
+
 def hatch_patterns(looks: list[dict]) -> str:
     """SVG patterns for the hatched styles among ``looks``, referenced as ``url(#<hatch_id>)``."""
     patterns = {}
@@ -307,8 +330,14 @@ def hatch_patterns(looks: list[dict]) -> str:
 
 
 def _swatch(path: dict) -> str:
-    """A legend swatch drawn with the very path options of the map (``leaflet_style``)."""
+    """A legend swatch drawn with the very path options of the map (``leaflet_style``): an area, or a line."""
     dash = f' stroke-dasharray="{path["dashArray"]}"' if path.get("dashArray") else ""
+    if path.get("fill") is False:
+        casing = disputed_paths()[0] if path.get("className") == "atlas-disputed" else None
+        under = (f'<line x1="2" y1="8" x2="26" y2="8" stroke="{casing["color"]}" stroke-width="{casing["weight"]:g}"/>'
+                 if casing else "")
+        return (f'<svg width="28" height="16" aria-hidden="true">{under}<line x1="2" y1="8" x2="26" y2="8" '
+                f'stroke="{path["color"]}" stroke-width="{path["weight"]:g}"{dash}/></svg>')
     return (f'<svg width="28" height="16" aria-hidden="true"><rect x="2" y="2" width="24" height="12" '
             f'fill="{path["fillColor"]}" fill-opacity="{path["fillOpacity"]:g}" stroke="{path["color"]}" '
             f'stroke-width="{min(path["weight"], 3):g}"{dash}/></svg>')
@@ -326,9 +355,9 @@ def legend_keys(layer_id: str, props_list: list[dict]) -> list[tuple[dict, str]]
     return keys
 
 
-def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, str]]]]) -> str:
+def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, str]]]], note: str = "") -> str:
     """The legend: per layer (group key, title, min zoom, keys), each shown by the page's script only while
-    its layer is on and legible at the zoom."""
+    its layer is on and legible at the zoom; then ``note`` (the boundary disclaimer)."""
     esc = html.escape
     items = []
     for group, title, min_zoom, keys in entries:
@@ -336,7 +365,8 @@ def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, 
         heading = f'<span class="legend-layer">{esc(title)}</span>' if len(keys) > 1 else ""
         items.append(f'<li data-layer="{esc(group)}" data-min-zoom="{min_zoom}">{heading}<ul>{rows}</ul></li>')
     return (f'<details class="atlas-legend{" compact" if view.embed else ""}" id="atlas-legend" open>'
-            f'<summary>Legend</summary><ul class="keys">{"".join(items)}</ul></details>')
+            f'<summary>Legend</summary><ul class="keys">{"".join(items)}</ul>'
+            f'{f"<p class=note>{esc(note)}</p>" if note else ""}</details>')
 
 
 # --- the header: title, date, period, caveat, date links -----------------------------------------
@@ -450,6 +480,7 @@ html, body { display: flex; flex-direction: column; }
 .atlas-legend li[hidden] { display: none; }
 .atlas-legend .legend-layer { display: block; font-weight: bold; margin-top: 3px; }
 .atlas-legend.compact { font-size: 10px; max-width: 200px; }
+.atlas-legend .note { font-size: 10px; color: #555; margin: 4px 0 0; }
 .atlas-legend.compact svg { width: 20px; height: 12px; }
 @media (max-width: {{ wide - 1 }}px) {
   .folium-map .leaflet-control-attribution { font-size: 9px; line-height: 1.25; max-width: calc(100% - 120px); }
@@ -637,9 +668,14 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     groups = {"basemap": basemap} if basemap else {}
     entries, looks, label_rows = [], [], []
     indices = {lid: shown_indices(atlas, lid, view) for lid in shown}
+    lines = disputed_features(atlas) if DISPUTED_HOSTS & {*shown, *tiled} else []
+    # The layer whose group draws the disputed lines (the tiles draw them when no such layer is a vector).
+    host = next((lid for lid in [*reversed(shown), *tiled] if lid in DISPUTED_HOSTS), None)
     for lid in tiled:
-        look = leaflet_style(lid, {})
-        entries.append(("basemap", catalogue.layer(lid).title, catalogue.layer(lid).min_zoom, [(look, catalogue.layer(lid).title)]))
+        keys = [(leaflet_style(lid, {}), catalogue.layer(lid).title)]
+        if lines and lid == host:
+            keys.append((disputed_paths()[1], DISPUTED_KEY))
+        entries.append(("basemap", catalogue.layer(lid).title, catalogue.layer(lid).min_zoom, keys))
     for lid in shown:
         entry = catalogue.layer(lid)
         features = layer_features(atlas, lid, indices[lid])
@@ -650,10 +686,16 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
                        style_function=lambda f, lid=lid, c=min_class: leaflet_style(lid, f["properties"], c),
                        on_each_feature=ON_EACH_FEATURE).add_to(group)
+        keys = legend_keys(lid, props)
+        if lines and lid == host:  # over the border they replace, under the units
+            for path in disputed_paths():
+                folium.GeoJson({"type": "FeatureCollection", "features": lines}, control=False,
+                               style_function=lambda f, path=path: path, on_each_feature=ON_EACH_FEATURE).add_to(group)
+            keys.append((disputed_paths()[1], DISPUTED_KEY))
         group.add_to(fmap)
         groups[lid] = group
         looks += [style.feature_style(lid, p) for p in props]
-        if keys := legend_keys(lid, props):
+        if keys:
             entries.append((lid, entry.title, min_zoom, keys))
         if lid in style.LABEL_STYLES and entry.claimed:
             label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), quarters(zoom)]
@@ -669,7 +711,8 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), units)), name="header")
     drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
     MapScript(groups, control, {
-        "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries), "labels": label_rows,
+        "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries, disputed.NOTE if lines else ""),
+        "labels": label_rows,
         "labelled": "wilayahs", "thresholds": min_zooms, "step": ZOOM_STEP, "bounds": fit_bounds(atlas, view, indices),
         "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
     return fmap

@@ -17,7 +17,7 @@ import shapely
 import shapely.geometry
 from PIL import Image
 
-from layers import catalogue, style, webmap
+from layers import catalogue, disputed, style, webmap
 from tests.browser import LEAFLET_MAP, open_page
 
 CLI = str(Path(sys.executable).with_name("ttp-atlas"))  # the console script, as users run it
@@ -333,6 +333,17 @@ def test_legend_lists_what_is_shown_with_its_swatches(server, atlas):
     assert hatch == style.ZONE_COLOURS[None] and any(p["part"] == "extension" and p["zone"] is None for p in props)
     assert not [r for r in without if "zone" in r.lower()] and "Provinces and territories" in without
     assert "North zone" in with_zones and "Zone not reported, possible extension" not in with_zones
+
+
+def test_disputed_lines_are_dashed_with_the_note(server, atlas):
+    lines = disputed.disputed_lines(atlas)
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES["laptop"]) as page:
+        dashed = page.evaluate("[...document.querySelectorAll('path.atlas-disputed')].map(p => p.getAttribute('stroke-dasharray'))")
+        cased = page.evaluate("document.querySelectorAll('path.atlas-disputed-casing').length")
+        legend = page.evaluate("document.getElementById('atlas-legend').textContent")
+    assert len(dashed) == cased == len(lines) > 0 and all(dashed)
+    assert webmap.DISPUTED_KEY in legend and disputed.NOTE in legend
+    assert legend.count(webmap.DISPUTED_KEY) == 1
 
 
 def test_legend_has_no_extension_before_any(server):
