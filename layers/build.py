@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import sqlite3
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import shapely.ops
 import yaml
 
 from geo import atomic, datasets, gazetteer, geojson, geometry, readers
-from layers import catalogue, generalise, wilayahs
+from layers import catalogue, generalise, gisstyles, wilayahs
 
 CIVIL_FILE = Path(__file__).with_name("civil.yaml")
 GEOPACKAGE = "atlas.gpkg"
@@ -350,12 +351,17 @@ def flat_frame(properties: list[dict], geometries) -> gpd.GeoDataFrame:
 
 
 def write_geopackage(path: Path, layers: dict[str, list[dict]]) -> None:
+    """Every layer as a table, with its QGIS style (QML and SLD) in ``layer_styles`` so it opens styled."""
     with gdal_config(OGR_CURRENT_DATE=FIXED_DATE):
         for layer_id, features in layers.items():
             frame = flat_frame([f["properties"] for f in features], [f["geometry"] for f in features])
             pyogrio.write_dataframe(frame, path, layer=layer_id, driver="GPKG", promote_to_multi=True,
                                     layer_options={"IDENTIFIER": catalogue.layer(layer_id).title,
                                                    "DESCRIPTION": catalogue.layer(layer_id).description})
+    gisstyles.write_layer_styles(path, list(layers))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # the styles' timestamps, fixed as GDAL's are
+        db.execute("UPDATE layer_styles SET update_time = ?", (FIXED_DATE,))
+        db.execute("UPDATE gpkg_contents SET last_change = ? WHERE table_name = 'layer_styles'", (FIXED_DATE,))
 
 
 @contextlib.contextmanager

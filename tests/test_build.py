@@ -39,7 +39,10 @@ def test_layer_counts(atlas):
 
 def test_every_layer_file_is_in_the_geopackage_with_the_same_count(built, atlas):
     tables = dict(pyogrio.list_layers(built / build.GEOPACKAGE))
-    assert set(tables) == set(catalogue.LAYER_IDS)
+    assert set(tables) == {*catalogue.LAYER_IDS, "layer_styles"}
+    styles = pyogrio.read_dataframe(built / build.GEOPACKAGE, layer="layer_styles", read_geometry=False)
+    assert sorted(styles.f_table_name) == sorted(catalogue.LAYER_IDS)  # each layer opens styled in QGIS
+    assert styles.styleQML.str.startswith("<").all() and styles.useAsDefault.all()
     for layer_id in catalogue.LAYER_IDS:
         info = pyogrio.read_info(built / build.GEOPACKAGE, layer=layer_id)
         assert info["features"] == atlas.manifest["layers"][layer_id]["features"]
