@@ -108,6 +108,16 @@ def test_caveat_once_per_page(server, path):
     assert_readable(html)
 
 
+def test_collection_pages_embed_their_layers_map(server):
+    for collection in requests.get(f"{server}/collections", timeout=60).json()["collections"]:
+        _, page = fetch(f"{server}/collections/{collection['id']}?f=html")
+        (src,) = page.iframes
+        related = next(link["href"] for link in collection["links"] if link["rel"] == "related")
+        assert urlsplit(src).path == urlsplit(related).path
+        assert parse_qs(urlsplit(src).query) == {**parse_qs(urlsplit(related).query), "embed": ["1"]}
+        assert requests.get(src, timeout=60).status_code == 200
+
+
 def test_civil_pages_have_no_caveat_and_show_nulls_as_dashes(server, atlas):
     html, page = fetch(f"{server}/collections/districts/items/PK101?f=html")
     assert catalogue.CAVEAT not in html
