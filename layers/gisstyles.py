@@ -25,7 +25,9 @@ SOURCE = "ttp-atlas"
 QGIS_VERSION = "3.22.16-Białowieża"
 SLD_NS = {"": "http://www.opengis.net/sld", "se": "http://www.opengis.net/se", "ogc": "http://www.opengis.net/ogc",
           "xlink": "http://www.w3.org/1999/xlink", "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
-QML_MEDIA, SLD_MEDIA = "application/vnd.qgis.qml+xml", "application/vnd.ogc.sld+xml"
+# Media types as OGC API - Styles names the encodings (for links to the styles, and the responses)
+QML_MEDIA, SLD_MEDIA = "application/vnd.qgis.qml", "application/vnd.ogc.sld+xml;version=1.1"
+MAPLIBRE_MEDIA = "application/vnd.mapbox.style+json"
 
 
 def _ordered(layer_ids) -> list[str]:

@@ -75,7 +75,7 @@ def maplibre(tileset: str):
     _period(args)
     if tileset not in layer_tiles.TILESETS:
         raise not_found(f"tileset {tileset!r}", layer_tiles.TILESETS)
-    return json_response(style_document(tileset, base_url(), args.get("datetime")))
+    return json_response(style_document(tileset, base_url(), args.get("datetime")), gisstyles.MAPLIBRE_MEDIA)
 
 
 @blueprint.get("/qgis/atlas.qgs")
@@ -102,7 +102,7 @@ def openapi(ctx: oas.ApiContext) -> dict:
             op_id="getStyleSLD"),
         "/tiles/{tileset}/style.json": oas.operation(
             "MapLibre GL style (spec v8) of a vector tileset", "Styles", [TILESET_PARAM, DATETIME_PARAM],
-            oas.content({"type": "object", "required": ["version", "sources", "layers"]}, oas.JSON),
+            oas.content({"type": "object", "required": ["version", "sources", "layers"]}, gisstyles.MAPLIBRE_MEDIA),
             description="Its source is the tileset's TileJSON with the same datetime; hatches are fill "
                         "patterns from /styles/sprite.", op_id="getMapLibreStyle"),
         "/qgis/atlas.qgs": oas.operation(

@@ -112,7 +112,9 @@ def get(url: str, status: int = 200) -> requests.Response:
 def test_maplibre_style_validates_and_points_at_the_service(server, tileset, tmp_path):
     if not VALIDATOR.exists():
         pytest.skip(f"the MapLibre style validator is not installed at {VALIDATOR} (make installs it)")
-    document = get(f"{server}/tiles/{tileset}/style.json?datetime=2023-07-01").json()
+    response = get(f"{server}/tiles/{tileset}/style.json?datetime=2023-07-01")
+    assert response.headers["Content-Type"] == gisstyles.MAPLIBRE_MEDIA
+    document = response.json()
     path = tmp_path / "style.json"
     path.write_text(json.dumps(document))
     checked = subprocess.run([str(VALIDATOR), "--json", str(path)], capture_output=True, text=True, timeout=60)
