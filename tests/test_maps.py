@@ -376,6 +376,16 @@ def test_date_bar_states_the_period_and_flags_the_unconfirmed(server, atlas):
     assert 'class="atlas-dates"' not in districts and "as of" not in header_text(server, "/map/districts")
 
 
+def test_popup_of_a_continuation_says_its_status_is_unknown(atlas):
+    """A remainder kept after a later report (notes "Status unknown since ...") says so first, sources folded."""
+    feature = next(f for f in atlas.features("wilayahs", JULY_2023) if f["properties"]["part"] == "extension")
+    props = {**feature["properties"], "notes": "Status unknown since 2025-12-25. The reports name nothing for it."}
+    popup = webmap.popup_html("wilayahs", props, {})
+    assert "<tr><th>Status</th><td>unknown since 2025-12-25.</td></tr><tr><th>Zone</th>" in popup
+    assert f"<summary>Sources ({len(props['sources'])})</summary>" in popup
+    assert "Status" not in webmap.popup_html("wilayahs", feature["properties"], {})
+
+
 def test_preview_by_ids_fits_its_features(server, atlas):
     ids = ["zhob-2023-06-14-core", "zhob-2023-06-14-extension"]
     with open_page(f"{server}/map/wilayahs?embed=1&ids={','.join(ids)}", SIZES["laptop"]) as page:
