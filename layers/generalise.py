@@ -35,9 +35,16 @@ def tolerance(level: int) -> float:
 
 
 def levels(base: dict[str, np.ndarray]) -> dict[tuple[str, int], np.ndarray]:
-    """Simplified geometry of each base layer at each level."""
-    return {(layer_id, level): simplify_coverage(geoms, tolerance(level))
-            for layer_id, geoms in base.items() for level in LEVELS}
+    """Simplified geometry of each base layer at each level.
+
+    Each level is simplified from the next finer one, not from full detail: a fraction of the vertices
+    to visit, and the tolerances (halving per level) add up to under 4/3 of the coarsest's.
+    """
+    simplified = {}
+    for layer_id, geoms in base.items():
+        for level in sorted(LEVELS, reverse=True):
+            geoms = simplified[layer_id, level] = simplify_coverage(geoms, tolerance(level))
+    return simplified
 
 
 def write(path: Path, simplified: dict[tuple[str, int], np.ndarray], ids: dict[str, list[str]]) -> None:
