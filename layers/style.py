@@ -2,8 +2,9 @@
 generated GIS style (MapLibre, QML, SLD, the QGIS project; ``layers.gisstyles``) reads it from here.
 
 Sizes are CSS pixels at 96 dpi. The palette is Okabe & Ito's colour-blind-safe set: zone fills at
-``ZONE_FILL_OPACITY`` over ``LAND`` and the extension hatches stay at least ΔE 20 apart under normal vision and
-simulated deuteranopia, protanopia and tritanopia (``tests/test_styles.py`` computes it from this module).
+``ZONE_FILL_OPACITY`` over ``LAND``, the extension hatches, the tribal-district outline and land stay at least
+ΔE 20 apart under normal vision and simulated deuteranopia, protanopia and tritanopia (``tests/test_styles.py``
+computes it from this module).
 
 The claimed-unit rule: colour by zone; look by part and confidence:
 - core, high or medium confidence: solid outline, zone fill;
@@ -64,7 +65,7 @@ CIVIL_STYLES = {
     "divisions": {"stroke": "#5f5f5f", "width": 1.0, "fill": "#ffffff", "fill_opacity": 0.0},
     "districts": {"stroke": "#8c8c8c", "width": 0.6, "fill": "#ffffff", "fill_opacity": 0.0},
     "tehsils": {"stroke": "#b5b5b5", "width": 0.4, "fill": "#ffffff", "fill_opacity": 0.0},
-    "tribal-districts": {"stroke": "#8f6a00", "width": 1.4, "fill": "#ffffff", "fill_opacity": 0.0,
+    "tribal-districts": {"stroke": "#6b4e16", "width": 1.4, "fill": "#ffffff", "fill_opacity": 0.0,
                          "dash": (1, 2.5)},
 }
 

@@ -77,7 +77,8 @@ def test_every_qml_and_sld_applies_in_qgis(server, built):
     extension = rules["Zone not reported, possible extension"]
     assert extension["layers"] == ["LinePatternFill", "SimpleLine"] and extension["filter"].startswith('"zone" IS NULL')
     tribal = result["tribal-districts"]["renderer"]
-    assert tribal == {"type": "singleSymbol", "layers": ["SimpleLine"], "colours": ["#ff8f6a00"]}
+    outline = "#ff" + style.CIVIL_STYLES["tribal-districts"]["stroke"].lstrip("#")
+    assert tribal == {"type": "singleSymbol", "layers": ["SimpleLine"], "colours": [outline]}
     for layer_id, info in result.items():  # the SLD reads back to the same rules, colours and hatches
         assert info["sld"]["loaded"], (layer_id, info["sld"]["message"])
         assert info["sld"]["renderer"]["type"] == info["renderer"]["type"], layer_id
@@ -97,7 +98,7 @@ def test_geopackage_opens_styled(atlas, tmp_path):
     # QGIS 3.22 applies the renderer on open but resets the temporal properties after it; "Load style > From
     # database" (loadDefaultStyle) brings them back from the same stored QML
     assert result["wilayahs"]["temporal_reloaded"]["active"] and result["wilayahs"]["temporal_reloaded"]["start"] == "valid_from"
-    assert result["tribal-districts"]["renderer"]["colours"] == ["#ff8f6a00"]
+    assert result["tribal-districts"]["renderer"]["colours"] == ["#ff" + style.CIVIL_STYLES["tribal-districts"]["stroke"][1:]]
     assert result["districts"]["renderer"]["layers"] == ["SimpleFill"]  # no stored style: QGIS's default
 
 

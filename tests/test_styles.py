@@ -39,8 +39,11 @@ def over_land(colour: str, opacity: float) -> np.ndarray:
 
 def shown_together() -> dict[tuple[str, str], np.ndarray]:
     """(zone key, what) -> drawn colour: each zone's core fill at its drawn opacity over land, each zone's
-    extension hatch at its opacity, and land itself, read from the wilayah style classes."""
-    colours = {("land", "land"): over_land(style.LAND, 1.0)}
+    extension hatch at its opacity, read from the wilayah style classes; land, and the tribal-district outline
+    drawn over the units."""
+    tribal = style.feature_style("tribal-districts", {})
+    colours = {("land", "land"): over_land(style.LAND, 1.0),
+               ("tribal", "tribal-districts outline"): over_land(tribal["stroke"], 1.0)}
     for cls in style.LAYER_STYLES["wilayahs"].classes:
         zone = cls.key.split("-")[0]
         if cls.symbol.fill:
@@ -56,7 +59,7 @@ def test_every_pair_of_zone_colours_differs_by_delta_e_20_under_every_vision():
     noticeable difference; CVD simulated with ``sRGB1+CVD`` at severity 100. Pairs of the same zone (a unit's
     fill and its own hatch) are meant to look alike and are not compared."""
     colours = shown_together()
-    assert len(colours) == 1 + 2 * len(style.ZONE_COLOURS)
+    assert len(colours) == 2 + 2 * len(style.ZONE_COLOURS)
     worst = []
     for ((zone_a, a), rgb_a), ((zone_b, b), rgb_b) in itertools.combinations(colours.items(), 2):
         if zone_a == zone_b:
