@@ -36,7 +36,7 @@ from pyproj import Transformer
 
 from geo import atomic, gazetteer, paper
 from geo.geometry import polygonal, reproject
-from layers import catalogue, features, labels, style, wilayahs
+from layers import catalogue, disputed, features, labels, style, wilayahs
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ NATIONAL_SHARE = 0.9  # a view showing this share of Pakistan's extent is nation
 LABEL_SHRINK = (1.0, 0.85, 0.72)  # unit label sizes tried in place before a callout; the last is the minimum
 CALLOUT_RADII = (2.0, 3.0, 4.5, 6.0, 8.0, 10.0)  # leader lengths tried, in label heights
 CALLOUT_DIRECTIONS = 16
+DISPUTED_LABEL = "Disputed boundary (status not agreed; see note)"
 KEYWORDS = "Pakistan; Tehreek-i-Taliban Pakistan; TTP; wilayahs; claimed units; administrative boundaries"
 # Text stays text: TrueType in PDF, <text> in SVG; TeX is never used, so "$" is an ordinary character.
 RC = {"svg.fonttype": "none", "pdf.fonttype": 42, "svg.hashsalt": "ttp-atlas", "font.family": "DejaVu Sans",
@@ -417,7 +418,7 @@ def wrap(text: str, width_mm: float, font_pt: float) -> list[str]:
 
 # --- legend and credits (plain data) --------------------------------------------------------------
 
-def legend_entries(shown: list[Shown]) -> list[dict]:
+def legend_entries(shown: list[Shown], disputed_shown: bool = False) -> list[dict]:
     """Legend rows for what is drawn, in sections: zones, confidence, boundaries. Only what is shown."""
     claimed = [f["properties"] for s in shown if catalogue.layer(s.layer_id).claimed for f in s.features]
     rows: list[dict] = []
@@ -438,6 +439,8 @@ def legend_entries(shown: list[Shown]) -> list[dict]:
     civil = [s.layer_id for s in shown if not catalogue.layer(s.layer_id).claimed and s.features]
     if civil:
         rows.append({"kind": "header", "label": "Boundaries"})
+        if disputed_shown:
+            rows.append({"kind": "line", "label": DISPUTED_LABEL, "style": style.DISPUTED_STYLE, "gid": "legend-disputed"})
         rows += [{"kind": "swatch", "label": catalogue.layer(lid).title, "style": style.feature_style(lid, {}),
                   "gid": f"legend-{lid}"} for lid in reversed(civil)]
     return rows
@@ -454,9 +457,9 @@ def publications(shown: list[Shown]) -> list[str]:
     return list(seen)
 
 
-def credit_lines(atlas, shown: list[Shown], claimed: bool) -> list[str]:
-    """Caveat, wilayah sources and boundary licences: the footer, before wrapping."""
-    lines = [catalogue.CAVEAT] if claimed else []
+def credit_lines(atlas, shown: list[Shown], claimed: bool, disputed_shown: bool = False) -> list[str]:
+    """Caveat, boundary note, wilayah sources and data licences: the footer, before wrapping."""
+    lines = ([catalogue.CAVEAT] if claimed else []) + ([disputed.NOTE] if disputed_shown else [])
     sources = publications(shown)
     if sources:
         lines.append("Claimed units as reported by: " + "; ".join(sources) + ".")
@@ -502,6 +505,27 @@ def draw_hatch(ax, geom: shapely.Geometry, look: dict, units_per_pt: float, gid:
     ax.add_collection(LineCollection(segments, colors=[matplotlib.colors.to_rgba(look["hatch_colour"],
                                                                                  look["hatch_opacity"])],
                                      linewidths=look["hatch_width"] * PX_TO_PT, capstyle="butt", gid=gid))
+
+
+def disputed_in_view(atlas, view: View) -> np.ndarray:
+    """The disputed lines (Line of Control, Working Boundary, Siachen) in view, projected."""
+    lines = np.array([geom for _, geom in disputed.disputed_lines(atlas)], dtype=object)
+    clipped = shapely.clip_by_rect(lines, *view.lonlat)
+    return reproject(clipped[~shapely.is_empty(clipped)], view.transformer)
+
+
+def draw_disputed(ax, lines: np.ndarray) -> None:
+    """Disputed lines dashed over a land-coloured casing that hides the solid border beneath."""
+    if not len(lines):
+        return
+    look = style.DISPUTED_STYLE
+    segments = [shapely.get_coordinates(part) for part in shapely.get_parts(lines)
+                if part.geom_type == "LineString"]
+    ax.add_collection(LineCollection(segments, colors=[look["casing"]], linewidths=look["casing_width"] * PX_TO_PT,
+                                     capstyle="butt", gid="disputed-casing"))
+    kwargs = patch_kwargs(look)
+    ax.add_collection(LineCollection(segments, colors=[look["stroke"]], linewidths=kwargs["linewidth"],
+                                     linestyles=[kwargs["linestyle"]], capstyle="butt", gid="disputed"))
 
 
 def draw_layer(ax, shown: Shown, metres_per_pt: float) -> None:
@@ -806,6 +830,10 @@ def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: fl
             ax.text(0, y, row["label"], fontsize=font, fontweight="bold", va="center", color=INK, parse_math=False)
             continue
         sw, sh = font * 2.6, font * 1.3
+        if row["kind"] == "line":
+            draw_disputed(ax, np.array([shapely.LineString([(2, y), (2 + sw, y)])], dtype=object))
+            ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK, parse_math=False)
+            continue
         ax.add_patch(Rectangle((2, y - sh / 2), sw, sh, gid=row["gid"], **patch_kwargs(row["style"])))
         if row["style"]["hatch"]:
             draw_hatch(ax, shapely.box(2, y - sh / 2, 2 + sw, y + sh / 2), row["style"], 1.0, f"{row['gid']}-hatch")
@@ -826,9 +854,10 @@ def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
     return box, make_view(options.bounds, frame_mm, options.dpi)
 
 
-def footer_lines(atlas, shown: list[Shown], width_mm: float, scale: float) -> list[str]:
+def footer_lines(atlas, shown: list[Shown], disputed_shown: bool, width_mm: float, scale: float) -> list[str]:
     claimed = any(catalogue.layer(s.layer_id).claimed and s.features for s in shown)
-    return [line for text in credit_lines(atlas, shown, claimed) for line in wrap(text, width_mm, 6.5 * scale)]
+    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown)
+            for line in wrap(text, width_mm, 6.5 * scale)]
 
 
 def render(atlas, options: Options) -> Rendered:
@@ -841,14 +870,16 @@ def render(atlas, options: Options) -> Rendered:
     fig = Figure(figsize=paper.figure_inches(size_px, options.dpi), dpi=options.dpi)
     FigureCanvasAgg(fig)  # text extents for label placement need a renderer
     scale = font_scale(options.size_mm)
-    layer_ids = (CONTEXT_LAYER, *(lid for lid in options.layers if lid != CONTEXT_LAYER))
-    guess = 4  # footer lines; the real count depends on the sources of what the view shows
+    layer_ids = tuple(lid for lid in style.DRAW_ORDER if lid == CONTEXT_LAYER or lid in options.layers)
+    guess = 5  # footer lines; the real count depends on the sources of what the view shows
     box, view = framing(options, guess)
     shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
-    footer = footer_lines(atlas, shown, options.size_mm[0] - 2 * box.margin, scale)
+    lines = disputed_in_view(atlas, view)
+    footer = footer_lines(atlas, shown, len(lines) > 0, options.size_mm[0] - 2 * box.margin, scale)
     if len(footer) != guess:
         box, view = framing(options, len(footer))
         shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
+        lines = disputed_in_view(atlas, view)
 
     left = box.margin / options.size_mm[0]
     line_px = (options.size_mm[0] - 2 * box.margin) / paper.MM_PER_INCH * options.dpi
@@ -858,8 +889,13 @@ def render(atlas, options: Options) -> Rendered:
                        va="top", color=INK, gid="subtitle", parse_math=False), line_px)
     ax = fig.add_axes(box.map, gid="map")
     ax.set_facecolor(style.BACKGROUND)
+    for s in shown:  # civil layers, the disputed lines over them, then the claimed units
+        if not catalogue.layer(s.layer_id).claimed:
+            draw_layer(ax, s, view.metres_per_pt)
+    draw_disputed(ax, lines)
     for s in shown:
-        draw_layer(ax, s, view.metres_per_pt)
+        if catalogue.layer(s.layer_id).claimed:
+            draw_layer(ax, s, view.metres_per_pt)
     ax.set_xlim(view.extent[0], view.extent[2])
     ax.set_ylim(view.extent[1], view.extent[3])
     ax.set_aspect("equal", adjustable="box")
@@ -875,7 +911,7 @@ def render(atlas, options: Options) -> Rendered:
     place_district_labels(ax, shown, view, scale, taken)
     draw_inset(fig, box.inset, atlas, view, is_national(atlas, view))
     temporal = any(catalogue.layer(s.layer_id).temporal for s in shown)
-    draw_legend(fig, box.legend, legend_entries(shown), options.date if temporal else None, scale)
+    draw_legend(fig, box.legend, legend_entries(shown, len(lines) > 0), options.date if temporal else None, scale)
     fig.text(left, box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer), fontsize=6.5 * scale,
              va="top", linespacing=1.35, color=INK, gid="credits", parse_math=False)
     metadata = {"Title": options.title, "Subject": options.subtitle, "Keywords": KEYWORDS,
