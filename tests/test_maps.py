@@ -346,6 +346,18 @@ def test_disputed_lines_are_dashed_with_the_note(server, atlas):
     assert legend.count(webmap.DISPUTED_KEY) == 1
 
 
+def test_legend_follows_the_zoom(server):
+    districts = catalogue.layer("districts")
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES["phone"]) as page:
+        page.zoom_map(districts.min_zoom - 1)
+        below = page.evaluate("[...document.querySelectorAll('#atlas-legend [data-layer]')].filter(l => !l.hidden)"
+                              ".map(l => l.textContent)")
+        page.zoom_map(districts.min_zoom)
+        at = page.evaluate("[...document.querySelectorAll('#atlas-legend [data-layer]')].filter(l => !l.hidden)"
+                           ".map(l => l.textContent)")
+    assert not [t for t in below if districts.title in t] and [t for t in at if districts.title in t]
+
+
 def test_legend_has_no_extension_before_any(server):
     with open_page(f"{server}/map?datetime={MARCH_2023}", SIZES["desktop"]) as page:
         rows = legend_rows(page)
