@@ -181,14 +181,12 @@ def _write_kml(data: Table, fmt: Format, path: Path) -> None:
            {"NAME": data.meta["title"], "DESCRIPTION": metadata_text(data.meta)})
 
 
-def _zip(path: Path, members: dict[str, bytes]) -> None:
+def _zip_folder(path: Path, folder: Path, extra: dict[str, bytes]) -> None:
+    """The files GDAL wrote into ``folder`` and ``extra`` ones, zipped with fixed timestamps."""
+    members = {**{m.name: m.read_bytes() for m in sorted(folder.iterdir())}, **extra}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, body in members.items():
             archive.writestr(zipfile.ZipInfo(name, ZIP_DATE), body, zipfile.ZIP_DEFLATED)
-
-
-def _zip_folder(path: Path, folder: Path, extra: dict[str, bytes]) -> None:
-    _zip(path, {**{m.name: m.read_bytes() for m in sorted(folder.iterdir())}, **extra})
 
 
 def _write_csv_zip(data: Table, fmt: Format, path: Path) -> None:

@@ -237,7 +237,9 @@ def collection(layer_id: str):
 @blueprint.get("/collections/<layer_id>/queryables")
 def queryables(layer_id: str):
     lf = layer_features(layer_id)
-    params([])
+    args = params(["f"])
+    if args.get("f", "json") != "json":
+        raise bad_parameter("f", args["f"], "json (the queryables are a JSON Schema)")
     doc = queryables_schema(lf, f"{base_url()}/collections/{layer_id}/queryables")
     return respond(geojson.dumps(doc), openapi.QUERYABLES_MEDIA)
 

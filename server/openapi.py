@@ -182,7 +182,8 @@ def core_paths(ctx: ApiContext) -> dict:
             {**content(ref("schemas", "Collection"), JSON), **content(_html(), HTML)}, op_id="describeCollection"),
         "/collections/{collectionId}/queryables": operation(
             "The properties a client may filter items on (OGC API - Features Part 3, JSON Schema 2020-12)",
-            "Capabilities", [collection_param()], content(ref("schemas", "Queryables"), QUERYABLES_MEDIA),
+            "Capabilities", [collection_param(), query("f", {"type": "string", "enum": ["json"]}, "Output format.")],
+            content(ref("schemas", "Queryables"), QUERYABLES_MEDIA),
             op_id="getQueryables"),
     }}
 
