@@ -658,7 +658,9 @@ def is_free(box: Bbox, frame: Bbox, taken: list[Bbox], leader_from=None) -> bool
         return True
     leader = shapely.LineString([leader_from, ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]).difference(
         shapely.box(*padded.extents))
-    return not any(leader.intersects(shapely.box(*other.extents)) for other in taken)
+    # a box over the anchor itself cannot be avoided: the leader may leave through it
+    return not any(leader.intersects(shapely.box(*other.extents)) for other in taken
+                   if not other.contains(*leader_from))
 
 
 def draw_text(ax, xy, text: str, look: dict, gid: str, scale: float, anchor=None) -> None:
