@@ -171,11 +171,6 @@ def _source_item(source: dict) -> str:
     return f"<li>{link}, {html.escape(source['publisher'])}, {html.escape(source['date'] or 'undated')}</li>"
 
 
-def display_name(props: dict) -> str:
-    """The name a reader sees: a low-confidence extension says so."""
-    return style.label_text(props)
-
-
 def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
     """What a caption needs about a claimed feature: name, zone, period, confidence, members; the notes
     and sources folded (``<details>``) so that the caption stays short. A continuation (a remainder that
@@ -198,7 +193,7 @@ def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
         rows.append(("Units", ", ".join(names.get(w, w) for w in props["wilayahs"])))
         extra = ""
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    return (f'<div class="atlas-popup"><h3>{esc(display_name(props))}</h3><table>{table}</table>{extra}'
+    return (f'<div class="atlas-popup"><h3>{esc(style.label_text(props))}</h3><table>{table}</table>{extra}'
             f'<p class="caveat">{esc(props.get("caveat") or catalogue.CAVEAT)}</p></div>')
 
 
@@ -228,7 +223,7 @@ def layer_features(atlas, layer_id: str, indices: list[int]) -> list[dict]:
     found = []
     for i in indices:
         props = everything[i]["properties"]
-        slim = {"tip": html.escape(display_name(props))}
+        slim = {"tip": html.escape(style.label_text(props))}
         if entry.claimed:
             slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
                      "popup": popup_html(layer_id, props, names)}
@@ -322,7 +317,8 @@ def hatch_patterns(looks: list[dict]) -> str:
             patterns[hatch_id(look)] = (
                 f'<pattern id="{hatch_id(look)}" width="{size:g}" height="{size:g}" patternUnits="userSpaceOnUse" '
                 f'patternTransform="rotate({-look["hatch_angle"] + 90:g})">'
-                f'<rect width="{size:g}" height="{size:g}" fill="{look["fill"]}" fill-opacity="{look["fill_opacity"]:g}"/>'
+                f'<rect width="{size:g}" height="{size:g}" fill="{look["fill"]}" '
+                f'fill-opacity="{look["fill_opacity"]:g}"/>'
                 f'<line x1="0" y1="0" x2="0" y2="{size:g}" stroke="{look["hatch_colour"]}" '
                 f'stroke-width="{look["hatch_width"]:g}" stroke-opacity="{look["hatch_opacity"]:g}"/></pattern>')
     return (f'<svg width="0" height="0" style="position:absolute" aria-hidden="true"><defs>'
@@ -396,8 +392,9 @@ def period_html(view: View, units: int) -> str:
     out = f'<p class="atlas-period">{esc(text)}</p>'
     if not is_confirmed(period):
         last = last_confirmed()
+        linked = view.date_links and not view.embed
         pointer = (f'<a href="?datetime={last["from"]}">Show the last confirmed structure ({last["from"]})</a>'
-                   if view.date_links and not view.embed else f"The last confirmed structure dates from {last['from']}.")
+                   if linked else f"The last confirmed structure dates from {last['from']}.")
         out += (f'<p class="atlas-unconfirmed" role="note"><strong>Unconfirmed:</strong> reported by few '
                 f'outlets from {period["from"]}; its new units are low confidence. {pointer}</p>')
     return out
@@ -452,8 +449,9 @@ html, body { display: flex; flex-direction: column; }
 .folium-map .leaflet-control-attribution { max-width: 55%; font-size: 11px; line-height: 1.3; }
 {% if embed %}.folium-map .leaflet-control-attribution { font-size: 9px; }{% endif %}
 .atlas-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
-  font: {{ "bold " if font.bold else "" }}{{ font.size }}px "{{ font.family }}", Arial, sans-serif; color: {{ font.colour }};
-  text-shadow: 0 0 {{ font.halo_width }}px {{ font.halo }}, 0 0 {{ font.halo_width * 2 }}px {{ font.halo }}, 0 0 3px {{ font.halo }};
+  font: {{ "bold " if font.bold else "" }}{{ font.size }}px "{{ font.family }}", Arial, sans-serif;
+  color: {{ font.colour }}; text-shadow: 0 0 {{ font.halo_width }}px {{ font.halo }},
+  0 0 {{ font.halo_width * 2 }}px {{ font.halo }}, 0 0 3px {{ font.halo }};
   pointer-events: none; }
 {% for q in min_zooms %}.below-q{{ q }} .min-q{{ q }} { display: none; }
 {% endfor %}
@@ -467,7 +465,8 @@ html, body { display: flex; flex-direction: column; }
 .atlas-caveat { font-size: 11px; color: #555; }
 .atlas-unconfirmed { background: #fff4e0; border-left: 4px solid #e08a00; padding: 2px 6px; }
 .atlas-dates { display: flex; gap: 4px 10px; align-items: center; flex-wrap: wrap; }
-.atlas-dates a[aria-current] { font-weight: bold; color: #000; background: #ffe9a8; padding: 0 4px; border-radius: 3px; }
+.atlas-dates a[aria-current] { font-weight: bold; color: #000; background: #ffe9a8; padding: 0 4px;
+  border-radius: 3px; }
 .atlas-dates form { display: inline; margin: 0; }
 .atlas-header.embed { padding: 3px 8px; font-size: 11px; }
 .atlas-header.embed h1 { font-size: 13px; }
@@ -559,7 +558,8 @@ class MapScript(MacroElement):
                               paddingBottomRight: [8, Math.max(bl[1], br[1]) + 4]};
         map.fitBounds(opts.bounds, Object.assign({animate: false}, padding));
         update();
-    })({{ this._parent.get_name() }}, { {%- for key, group in this.groups.items() %}{{ key|tojson }}: {{ group.get_name() }}, {% endfor -%} },
+    })({{ this._parent.get_name() }},
+       { {%- for key, group in this.groups.items() %}{{ key|tojson }}: {{ group.get_name() }}, {% endfor -%} },
        {{ this.control.get_name() }}, {{ this.options|tojson }});
     {% endmacro %}""")
 
@@ -656,6 +656,21 @@ def check_view(atlas, view: View) -> None:
             raise MapError(f"no feature {missing[0]!r} in layer {view.layer_ids[0]!r}")
 
 
+def add_layer(fmap: folium.Map, lid: str, features: list[dict], min_zoom: float, lines: list[dict]):
+    """One vector layer as a group of the layer control (with the disputed ``lines`` over its borders, under
+    the units drawn after it); returns the group."""
+    min_class = f"min-q{quarters(min_zoom)}" if min_zoom > MIN_ZOOM else ""
+    group = folium.FeatureGroup(name=catalogue.layer(lid).title, show=lid not in HIDDEN_AT_START)
+    folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
+                   style_function=lambda f: leaflet_style(lid, f["properties"], min_class),
+                   on_each_feature=ON_EACH_FEATURE).add_to(group)
+    for path in disputed_paths() if lines else ():
+        folium.GeoJson({"type": "FeatureCollection", "features": lines}, control=False,
+                       style_function=lambda f, path=path: path, on_each_feature=ON_EACH_FEATURE).add_to(group)
+    group.add_to(fmap)
+    return group
+
+
 def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
     check_view(atlas, view)
@@ -663,7 +678,6 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=MIN_ZOOM, max_zoom=MAX_ZOOM,
                       zoom_start=VIEW_ZOOM, zoomSnap=ZOOM_STEP)
     _assets(fmap, asset_base)
-    root = fmap.get_root()
     basemap = add_basemaps(fmap, atlas, view, tiled)
     groups = {"basemap": basemap} if basemap else {}
     entries, looks, label_rows = [], [], []
@@ -671,50 +685,38 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     lines = disputed_features(atlas) if DISPUTED_HOSTS & {*shown, *tiled} else []
     # The layer whose group draws the disputed lines (the tiles draw them when no such layer is a vector).
     host = next((lid for lid in [*reversed(shown), *tiled] if lid in DISPUTED_HOSTS), None)
+    line_key = [(disputed_paths()[1], DISPUTED_KEY)] if lines else []
     for lid in tiled:
-        keys = [(leaflet_style(lid, {}), catalogue.layer(lid).title)]
-        if lines and lid == host:
-            keys.append((disputed_paths()[1], DISPUTED_KEY))
+        keys = [(leaflet_style(lid, {}), catalogue.layer(lid).title), *(line_key if lid == host else [])]
         entries.append(("basemap", catalogue.layer(lid).title, catalogue.layer(lid).min_zoom, keys))
     for lid in shown:
-        entry = catalogue.layer(lid)
-        features = layer_features(atlas, lid, indices[lid])
         props = [atlas.collections[lid]["features"][i]["properties"] for i in indices[lid]]
         min_zoom = layer_min_zoom(lid, shown)
-        min_class = f"min-q{quarters(min_zoom)}" if min_zoom > MIN_ZOOM else ""
-        group = folium.FeatureGroup(name=entry.title, show=lid not in HIDDEN_AT_START)
-        folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
-                       style_function=lambda f, lid=lid, c=min_class: leaflet_style(lid, f["properties"], c),
-                       on_each_feature=ON_EACH_FEATURE).add_to(group)
-        keys = legend_keys(lid, props)
-        if lines and lid == host:  # over the border they replace, under the units
-            for path in disputed_paths():
-                folium.GeoJson({"type": "FeatureCollection", "features": lines}, control=False,
-                               style_function=lambda f, path=path: path, on_each_feature=ON_EACH_FEATURE).add_to(group)
-            keys.append((disputed_paths()[1], DISPUTED_KEY))
-        group.add_to(fmap)
-        groups[lid] = group
+        groups[lid] = add_layer(fmap, lid, layer_features(atlas, lid, indices[lid]), min_zoom,
+                                lines if lid == host else [])
         looks += [style.feature_style(lid, p) for p in props]
-        if keys:
-            entries.append((lid, entry.title, min_zoom, keys))
-        if lid in style.LABEL_STYLES and entry.claimed:
+        if keys := [*legend_keys(lid, props), *(line_key if lid == host else [])]:
+            entries.append((lid, catalogue.layer(lid).title, min_zoom, keys))
+        if lid in style.LABEL_STYLES and catalogue.layer(lid).claimed:
             label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), quarters(zoom)]
                            for label, zoom in view_labels(atlas, lid, view, indices[lid])]
     control = folium.LayerControl(collapsed=True)
     control.add_to(fmap)
-    min_zooms = sorted({quarters(layer_min_zoom(lid, shown)) for lid in [*shown, *tiled]} | {row[3] for row in label_rows})
-    min_zooms = [q for q in min_zooms if q > quarters(MIN_ZOOM)]
-    root.header.add_child(Element(CSS.render(background=style.BACKGROUND, ink=style.INK, min_zooms=min_zooms, wide=WIDE_PX, embed=view.embed,
-                                             font=style.LABEL_STYLES["wilayahs"])), name="atlas_css")
+    thresholds = sorted({quarters(layer_min_zoom(lid, shown)) for lid in [*shown, *tiled]}
+                        | {row[3] for row in label_rows})
+    thresholds = [q for q in thresholds if q > quarters(MIN_ZOOM)]
+    root = fmap.get_root()
+    root.header.add_child(Element(CSS.render(background=style.BACKGROUND, ink=style.INK, min_zooms=thresholds,
+                                             wide=WIDE_PX, embed=view.embed, font=style.LABEL_STYLES["wilayahs"])),
+                          name="atlas_css")
     root.html.add_child(Element(hatch_patterns(looks)), name="hatch_patterns")
-    units = unit_count(atlas, view.as_of)
-    root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), units)), name="header")
+    root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), unit_count(atlas, view.as_of))),
+                        name="header")
     drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
     MapScript(groups, control, {
         "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries, disputed.NOTE if lines else ""),
-        "labels": label_rows,
-        "labelled": "wilayahs", "thresholds": min_zooms, "step": ZOOM_STEP, "bounds": fit_bounds(atlas, view, indices),
-        "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
+        "labels": label_rows, "labelled": "wilayahs", "thresholds": thresholds, "step": ZOOM_STEP,
+        "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
     return fmap
 
 
