@@ -336,6 +336,18 @@ def test_crowded_labels_move_shrink_or_get_a_leader_line(atlas):
     export.release(rendered.figure)
 
 
+def test_a_sliver_under_the_scale_bar_is_called_out(atlas):
+    """Gilgit-Baltistan's edge in a view of Ladakh: its anchor lies under the scale bar, a leader reaches it."""
+    options = export.parse_options(atlas, dpi="50", size="A5", bbox="77.5,35.5,80,37")
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+    export.release(rendered.figure)
+    in_view = [f["id"] for s in rendered.shown if s.layer_id == "wilayahs" for f in s.features]
+    assert in_view and rendered.warnings == []
+    assert sorted(p.label.feature_id for p in rendered.labels) == sorted(in_view)
+    assert any(p.callout for p in rendered.labels)
+
+
 def test_pdf_metadata_names_the_map_and_the_build(pdf, options, atlas):
     info = subprocess.run(["pdfinfo", str(pdf)], check=True, capture_output=True, text=True).stdout
     fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
