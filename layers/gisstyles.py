@@ -265,8 +265,10 @@ def qgis_label_settings(layer_id: str, font: style.Font) -> ET.Element:
     ET.SubElement(text, "text-buffer", {"bufferDraw": "1", "bufferSize": _mm(font.halo_width), "bufferSizeUnits": "MM",
                                         "bufferColor": _qcolour(font.halo), "bufferOpacity": "1", "bufferNoFill": "1",
                                         "bufferJoinStyle": "128"})
+    # over the polygon's centroid, kept inside it; units before civil names
     ET.SubElement(settings, "placement", {"placement": "1", "centroidInside": "1", "centroidWhole": "0",
-                                          "fitInPolygonOnly": "0", "priority": "5"})
+                                          "fitInPolygonOnly": "0",
+                                          "priority": "8" if layer_id in style.CLAIMED_LAYERS else "3"})
     ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "0",
                                           "labelPerPart": "0"})
     return settings
