@@ -145,7 +145,8 @@ def collection_doc(lf: LayerFeatures, base: str) -> dict:
     links = [link(url, "self", JSON, "This collection"), link(f"{url}?f=html", "alternate", HTML, "As HTML"),
              link(f"{url}/items", "items", GEOJSON, "Features (GeoJSON)"),
              link(f"{url}/items?f=html", "items", HTML, "Features (HTML)"),
-             link(f"{url}/queryables", QUERYABLES_REL, openapi.QUERYABLES_MEDIA, "Properties to filter on (JSON Schema)"),
+             link(f"{url}/queryables", QUERYABLES_REL, openapi.QUERYABLES_MEDIA,
+                  "Properties to filter on (JSON Schema)"),
              link(map_url, "related", HTML, "Map of this layer"),
              *(link(f"{base}/styles/{layer_id}.{ext}", "stylesheet", mimetype, title)
                for ext, mimetype, title in STYLES),

@@ -125,7 +125,8 @@ def components() -> dict:
         "schemas": {
             "Link": link, "Geometry": geometry, "Feature": feature, "Collection": collection, "Problem": problem,
             "Queryables": {"type": "object", "required": ["$schema", "$id", "type", "properties"], "properties": {
-                "$schema": {"type": "string"}, "$id": {"type": "string"}, "type": {"type": "string", "enum": ["object"]},
+                "$schema": {"type": "string"}, "$id": {"type": "string"},
+                "type": {"type": "string", "enum": ["object"]},
                 "title": {"type": "string"}, "description": {"type": "string"},
                 "properties": {"type": "object", "additionalProperties": {"type": "object"}},
                 "additionalProperties": {"type": "boolean"}}},

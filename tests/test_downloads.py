@@ -171,7 +171,8 @@ def test_geopackage_is_version_1_2_with_dates_and_styles(server, tmp_path):
         assert columns["valid_from"] == columns["valid_to"] == "DATE"
         assert db.execute("SELECT geometry_type_name FROM gpkg_geometry_columns").fetchone()[0] == "MULTIPOLYGON"
         styles = db.execute("SELECT f_table_name, styleQML, styleSLD FROM layer_styles").fetchall()
-    assert [s[0] for s in styles] == ["wilayahs"] and "<qgis" in styles[0][1] and "StyledLayerDescriptor" in styles[0][2]
+    (table, qml, sld), = styles
+    assert table == "wilayahs" and "<qgis" in qml and "StyledLayerDescriptor" in sld
 
 
 def test_shapefile_names_and_long_texts_are_documented(server, tmp_path):

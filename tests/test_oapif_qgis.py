@@ -11,9 +11,8 @@ import pytest
 import requests
 
 from layers import wilayahs
-from tests.test_qgis import SYSTEM_PYTHON, qgis, qgis_available
-
-pytestmark = pytest.mark.skipif(not qgis_available(), reason=f"QGIS (python3-qgis for {SYSTEM_PYTHON}) is not installed")
+from tests.test_qgis import SYSTEM_PYTHON, qgis
+from tests.test_qgis import pytestmark  # noqa: F401  (skipped where QGIS is not installed)
 
 # Loads each collection over OAPIF, with an optional subset string (QGIS's filter), and counts its features.
 LOAD = """
