@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -113,8 +114,8 @@ def get(url: str, status: int = 200) -> requests.Response:
 
 @pytest.mark.parametrize("tileset", layer_tiles.TILESETS)
 def test_maplibre_style_validates_and_points_at_the_service(server, tileset, tmp_path):
-    if not VALIDATOR.exists():
-        pytest.skip(f"the MapLibre style validator is not installed at {VALIDATOR} (make installs it)")
+    if not VALIDATOR.exists() or not shutil.which("node"):
+        pytest.skip(f"node or the MapLibre style validator ({VALIDATOR}) is not installed (make installs them)")
     response = get(f"{server}/tiles/{tileset}/style.json?datetime=2023-07-01")
     assert response.headers["Content-Type"] == gisstyles.MAPLIBRE_MEDIA
     document = response.json()
