@@ -80,6 +80,38 @@ def refit(neighbours: Sequence, old: shapely.Geometry, new: shapely.Geometry) ->
     return neighbours
 
 
+def _unwrapped(ring: np.ndarray, near: float | None = None) -> np.ndarray:
+    """A ring's lon/lat with longitudes made continuous (a step over the antimeridian does not jump 360°),
+    shifted by whole turns so that its mean lies nearest ``near``."""
+    lon = np.unwrap(ring[:, 0], period=360.0)
+    if near is not None:
+        lon = lon - 360.0 * np.round((lon.mean() - near) / 360.0)
+    return np.column_stack([lon, ring[:, 1]])
+
+
+def cut_antimeridian(geom: shapely.Geometry) -> shapely.Geometry:
+    """A polygon whose rings step over the antimeridian as short spherical edges (Natural Earth as
+    world-atlas stitches it), cut into planar parts either side of ±180°; a ring around a pole is
+    closed along the pole. Read planar, such rings would be strips across the whole world. The result
+    is valid (``make_valid``)."""
+    pieces = []
+    for polygon in shapely.get_parts(geom):
+        rings = [shapely.get_coordinates(r) for r in (polygon.exterior, *polygon.interiors)]
+        if all(np.abs(np.diff(r[:, 0])).max(initial=0) <= 180 for r in rings):
+            pieces.append(shapely.make_valid(polygon))
+            continue
+        shell = _unwrapped(rings[0])
+        if abs(shell[-1, 0] - shell[0, 0]) > 180:  # winds once around a pole
+            pole = -90.0 if shell[:, 1].mean() < 0 else 90.0
+            shell = np.vstack([shell, [[shell[-1, 0], pole], [shell[0, 0], pole]], shell[:1]])
+        holes = [_unwrapped(r, shell[:, 0].mean()) for r in rings[1:]]
+        planar = shapely.make_valid(shapely.Polygon(shell, holes))
+        for turn in (-360.0, 0.0, 360.0):
+            moved = shapely.transform(planar, lambda xy, t=turn: xy + [t, 0.0])
+            pieces.append(shapely.clip_by_rect(moved, -180.0, -90.0, 180.0, 90.0))
+    return polygonal(shapely.union_all([polygonal(p) for p in pieces]))
+
+
 def polygonal(geom: shapely.Geometry) -> shapely.Geometry:
     """Keep only the polygons of a geometry (make_valid and overlays can leave lines and points)."""
     if shapely.get_type_id(geom) in (3, 6):

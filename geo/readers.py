@@ -8,16 +8,17 @@ import geopandas as gpd
 import pyogrio
 import shapely
 
+from geo.geometry import cut_antimeridian
 from geo.datasets import COD_GDB, COD_LINE_OF_CONTROL, NE_COUNTRIES, OSM_GEOGRAPHY, DataError
 
 
-def _read(path: Path, **kwargs) -> gpd.GeoDataFrame:
+def _read(path: Path, repair=shapely.make_valid, **kwargs) -> gpd.GeoDataFrame:
     try:
         frame = pyogrio.read_dataframe(path, **kwargs)
     except Exception as error:  # GDAL raises several types for an unreadable file
         raise DataError(f"cannot read {path} ({kwargs.get('layer', '')}): {error}") from error
     frame = frame.set_crs("EPSG:4326", allow_override=True)
-    frame["geometry"] = shapely.make_valid(frame.geometry.values)
+    frame["geometry"] = repair(frame.geometry.values)
     return frame
 
 
@@ -37,5 +38,7 @@ def osm_layer(root: Path, layer: str) -> gpd.GeoDataFrame:
 
 
 def countries(root: Path) -> gpd.GeoDataFrame:
-    """Natural Earth 1:50m countries (id = ISO 3166-1 numeric)."""
-    return _read(root / NE_COUNTRIES, layer="countries")
+    """Natural Earth 1:50m countries (id = ISO 3166-1 numeric), cut at the antimeridian for planar use."""
+    def repair(geoms):  # before make_valid, which would tear the rings that step over ±180° into strips
+        return [cut_antimeridian(g) for g in geoms]
+    return _read(root / NE_COUNTRIES, repair=repair, layer="countries")

@@ -44,7 +44,10 @@ class Index:
 
 
 def index(geoms_lonlat: np.ndarray) -> Index:
-    projected = mercator(geoms_lonlat)
+    """Project and index once. Parts beyond web mercator's latitude limit (Antarctica's) are cut off
+    first: clamped instead, they would collapse into broken rings."""
+    inside = shapely.clip_by_rect(np.asarray(geoms_lonlat, dtype=object), -180.0, -MAX_LAT, 180.0, MAX_LAT)
+    projected = mercator(inside)
     return Index(projected, shapely.STRtree(projected))
 
 

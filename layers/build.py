@@ -254,7 +254,7 @@ def country_features(world: gpd.GeoDataFrame, pakistan: shapely.Geometry) -> lis
     """
     world = world.sort_values("name", kind="stable")
     is_pakistan = (world.id == PAKISTAN).to_numpy()
-    shapes = np.array([geometry.polygonal(g) for g in world.geometry.values], dtype=object)
+    shapes = np.array(world.geometry.values, dtype=object)
     neighbours = shapes[~is_pakistan]
     refitted = geometry.refit(neighbours, shapes[is_pakistan][0], pakistan)
     moved = np.zeros(len(shapes), dtype=bool)

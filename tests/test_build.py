@@ -116,6 +116,19 @@ def test_countries_are_every_country_with_one_outline_of_pakistan(atlas, data_ro
     assert gaps < 0.5, gaps  # about 0.16 km² along 6,800 km of border, from rounding to 6 decimals
 
 
+def test_countries_are_cut_at_the_antimeridian_without_strips(atlas):
+    """Natural Earth's rings step over ±180° (world-atlas stitches them): read planar they would be strips
+    across the world, overlapping every country on their latitude."""
+    shapes = geoms(atlas, "countries")
+    names = [f["properties"]["name"] for f in atlas.features("countries")]
+    area = dict(zip(names, geometry.area_km2(shapes), strict=True))
+    assert 16.5e6 < area["Russia"] < 17.5e6 and 17_000 < area["Fiji"] < 20_000
+    left, right = shapely.STRtree(shapes).query(shapes, predicate="intersects")
+    pairs = left < right
+    overlaps = geometry.area_km2(shapely.intersection(shapes[left[pairs]], shapes[right[pairs]]))
+    assert overlaps.max() < KM2, [(names[left[pairs][i]], names[right[pairs][i]]) for i in np.argsort(overlaps)[-3:]]
+
+
 def test_disputed_lines_follow_pakistans_outline_with_the_note(built, atlas):
     collection = json.loads((built / build.DISPUTED).read_text())
     assert atlas.manifest["disputed"] == {"file": build.DISPUTED, "features": 4, "note": catalogue.BOUNDARY_NOTE}

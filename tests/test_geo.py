@@ -57,6 +57,17 @@ def test_refit_removes_overlaps_and_gives_slivers_to_the_neighbour():
     assert coastal[0] is far
 
 
+def test_cut_antimeridian_splits_crossing_rings_and_closes_polar_ones():
+    island = shapely.Polygon([(179, 0), (-179, 0), (-179, 1), (179, 1)])  # 2° wide, read planar 358°
+    cut = geometry.cut_antimeridian(island)
+    assert sorted(round(p.area, 9) for p in shapely.get_parts(cut)) == [1.0, 1.0]
+    assert cut.bounds == (-180.0, 0.0, 180.0, 1.0)
+    cap = geometry.cut_antimeridian(shapely.Polygon([(-180, -80), (0, -70), (179.9, -80), (-180, -80.01)]))
+    assert cap.is_valid and cap.bounds[1] == -90.0  # closed along the South Pole
+    plain = shapely.box(10, 10, 11, 11)
+    assert geometry.cut_antimeridian(plain).equals(plain)
+
+
 def test_for_output_snaps_and_orients():
     clockwise = shapely.Polygon([(0, 0), (0, 1.1234567), (1, 1), (1, 0)])
     (out,) = geometry.for_output([clockwise])
