@@ -490,7 +490,8 @@ html, body { display: flex; flex-direction: column; }
   .atlas-dates > span { display: none; }
 }
 .atlas-popup, .atlas-popup table { font-size: 12px; line-height: 1.35; }
-.atlas-popup h3 { margin: 0 0 4px; font-size: 14px; position: sticky; top: 0; background: #fff; }
+.leaflet-popup-content { max-height: max(140px, min(420px, 50vh)); overflow-y: auto; }
+.atlas-popup h3 { margin: 0 0 4px; font-size: 14px; }
 .atlas-popup th { text-align: left; vertical-align: top; padding-right: 6px; }
 .atlas-popup .caveat { font-size: 10px; color: #555; }
 .atlas-popup details { margin: 3px 0; }
@@ -499,7 +500,8 @@ html, body { display: flex; flex-direction: column; }
 </style>""")
 
 # Bound from Python so that texts stay escaped: tooltip (name) on hover, popup (caption) on click. A popup
-# keeps below the zoom buttons and the layer list, and scrolls past a height that fits the screen.
+# keeps below the zoom buttons and the layer list, and scrolls past a height that fits the screen (the same
+# height in the CSS, so that it still scrolls once its sources are unfolded).
 ON_EACH_FEATURE = folium.JsCode("""function(feature, layer) {
     layer.bindTooltip(feature.properties.tip, {sticky: true});
     if (feature.properties.popup) {

@@ -298,12 +298,18 @@ def test_popup_heading_shows_below_the_header(server, atlas, size):
         header = page.evaluate("document.querySelector('.atlas-header').getBoundingClientRect().bottom")
         on_top = page.evaluate(f"document.querySelector('.leaflet-popup-content h3').contains("
                                f"document.elementFromPoint({heading['left'] + 5}, {heading['top'] + heading['height'] / 2}))")
-        content = page.evaluate("document.querySelector('.leaflet-popup-content').getBoundingClientRect().height")
+        box = page.evaluate("JSON.parse(JSON.stringify(document.querySelector('.leaflet-popup-content')"
+                            ".getBoundingClientRect()))")
+        content = box["height"]
         folded = page.evaluate("[...document.querySelectorAll('.leaflet-popup-content details')].every(d => !d.open)")
+        page.evaluate("document.querySelectorAll('.leaflet-popup-content details').forEach(d => d.open = true)")
+        unfolded = page.evaluate("(c => [c.clientHeight, c.scrollHeight])(document.querySelector('.leaflet-popup-content'))")
     width, height = SIZES[size]
     assert header <= heading["top"] and heading["bottom"] <= height and 0 <= heading["left"] < heading["right"] <= width
     assert on_top  # nothing (controls, header) lies over the name
+    assert heading["top"] - box["top"] < 12  # the name comes first, at the top of the caption
     assert content <= 420 and folded
+    assert unfolded[0] <= 420 and unfolded[1] > unfolded[0]  # unfolded sources scroll inside the caption
 
 
 def legend_rows(page) -> list[str]:
