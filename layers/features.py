@@ -151,11 +151,10 @@ def queryables_schema(lf: LayerFeatures, url: str) -> dict:
         schema = {"title": q.name, "description": q.description, "type": "string"}
         if q.values is not None:
             schema["enum"] = list(q.values)
-        if q.prop in TEMPORAL_ROLES or q.prop is None:
-            schema.update(format="date")
         if q.prop in TEMPORAL_ROLES:
-            schema["x-ogc-role"] = TEMPORAL_ROLES[q.prop]
-            schema["type"] = ["string", "null"] if q.prop == "valid_to" else "string"
+            schema.update(format="date", **{"x-ogc-role": TEMPORAL_ROLES[q.prop]})
+        elif q.prop is None:  # the period: its first day
+            schema["format"] = "date"
         properties[q.name] = schema
     return {"$schema": JSON_SCHEMA, "$id": url, "type": "object", "title": lf.title,
             "description": f"The properties of {lf.title} a client may filter on: ?name=value (exact match).",
@@ -173,8 +172,7 @@ def temporal_properties(lf: LayerFeatures) -> dict:
 class LayerFeatures:
     """One collection's features ready to answer queries: ids, JSON bytes, a spatial index, queryables."""
 
-    def __init__(self, atlas: store.Atlas, collection: Collection | str):
-        collection = collections()[collection] if isinstance(collection, str) else collection
+    def __init__(self, atlas: store.Atlas, collection: Collection):
         self.collection, self.id, self.title = collection, collection.id, collection.title
         self.layer = collection.layer
         self.features, self.geometries = collection_features(atlas, collection)
@@ -183,7 +181,7 @@ class LayerFeatures:
         self.blobs = [geojson.dumps(f) for f in self.features]
         self.queryables = _queryables(self.features, self.layer.temporal and collection.day is None)
         self.bbox = (atlas.manifest["layers"][self.layer.id]["bbox"] if collection.day is None
-                     else [round(v, 6) for v in shapely.total_bounds(self.geometries).tolist()])
+                     else geojson.bbox(self.geometries))
 
     @cached_property
     def tree(self) -> shapely.STRtree:
