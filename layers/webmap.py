@@ -38,7 +38,7 @@ STYLESHEETS = ("leaflet/leaflet.css",)
 VIEW_ZOOM = 6  # geometry is simplified for this zoom: a Pakistan-wide view on the largest screens
 MIN_ZOOM, MAX_ZOOM = 3, 14
 ZOOM_STEP = 0.25  # the map zooms in quarter steps (zoomSnap); labels and layers show from such a step
-HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # in the layer control, unticked
+HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # unticked, unless the map's only layer
 WIDE_PX = 700  # narrower maps fold the legend and the layer list and pad the view above and below
 # The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
 # font this much larger than the one drawn (checked by the browser test of label overlaps).
@@ -658,11 +658,11 @@ def check_view(atlas, view: View) -> None:
             raise MapError(f"no feature {missing[0]!r} in layer {view.layer_ids[0]!r}")
 
 
-def add_layer(fmap: folium.Map, lid: str, features: list[dict], min_zoom: float, lines: list[dict]):
+def add_layer(fmap: folium.Map, lid: str, features: list[dict], min_zoom: float, lines: list[dict], show: bool):
     """One vector layer as a group of the layer control (with the disputed ``lines`` over its borders, under
     the units drawn after it); returns the group."""
     min_class = f"min-q{quarters(min_zoom)}" if min_zoom > MIN_ZOOM else ""
-    group = folium.FeatureGroup(name=catalogue.layer(lid).title, show=lid not in HIDDEN_AT_START)
+    group = folium.FeatureGroup(name=catalogue.layer(lid).title, show=show)
     folium.GeoJson({"type": "FeatureCollection", "features": features}, control=False,
                    style_function=lambda f: leaflet_style(lid, f["properties"], min_class),
                    on_each_feature=ON_EACH_FEATURE).add_to(group)
@@ -695,7 +695,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         props = [atlas.collections[lid]["features"][i]["properties"] for i in indices[lid]]
         min_zoom = layer_min_zoom(lid, shown)
         groups[lid] = add_layer(fmap, lid, layer_features(atlas, lid, indices[lid]), min_zoom,
-                                lines if lid == host else [])
+                                lines if lid == host else [], show=len(shown) == 1 or lid not in HIDDEN_AT_START)
         looks += [style.feature_style(lid, p) for p in props]
         if keys := [*legend_keys(lid, props), *(line_key if lid == host else [])]:
             entries.append((lid, catalogue.layer(lid).title, min_zoom, keys))

@@ -240,6 +240,16 @@ def test_wilayah_paths_match_the_date(server, atlas, path, day, titles):
     assert names_at(atlas, day) >= ({"Kashmir", "Darel"} if day > "2025" else {"Zhob"})
 
 
+@pytest.mark.parametrize("layer_id", ["zones", "divisions"])
+def test_a_layer_hidden_in_the_atlas_shows_on_its_own_map(server, layer_id):
+    with open_page(f"{server}/map/{layer_id}?datetime={JULY_2023}&embed=1") as page:
+        ticked = page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-overlays input')]"
+                               ".map(i => i.checked)")
+        drawn = page.evaluate(f"[...document.querySelectorAll('path.{'zone' if layer_id == 'zones' else 'atlas-divisions'}')]"
+                              ".filter(p => getComputedStyle(p).display !== 'none').length")
+    assert ticked == [True] and drawn > 0
+
+
 def test_tehsils_appear_only_from_a_legible_zoom(server):
     with open_page(f"{server}/map/tehsils?embed=1") as page:
         visible = "[...document.querySelectorAll('path.atlas-tehsils')].filter(p => getComputedStyle(p).display !== 'none').length"
