@@ -45,11 +45,18 @@ def cmd_serve(args) -> None:
                 proxy=not args.no_proxy)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line naming the value (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from server.app import feature_modules
 
-    top = argparse.ArgumentParser(prog="ttp-atlas", description=__doc__.splitlines()[0])
-    common = argparse.ArgumentParser(add_help=False)
+    top = OneLineParser(prog="ttp-atlas", description=__doc__.splitlines()[0])
+    common = OneLineParser(add_help=False)
     common.add_argument("--data", type=Path, default=datasets.data_dir(),
                      help=f"boundary data folder (default: ${datasets.DATA_ENV} or the user cache)")
     common.add_argument("--build", type=Path, default=store.build_dir(),

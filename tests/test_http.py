@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 
 from server.app import create_app
+from server.http import ByteCache
 
 
 def test_health_and_readiness(server, atlas):
@@ -37,3 +38,24 @@ def test_configured_origins_only(atlas):
     assert "Origin" in allowed.headers["Vary"]
     refused = client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+def test_byte_cache_keeps_within_its_budget_and_evicts_least_recent():
+    cache = ByteCache(budget=1000)
+    for key in range(50):
+        cache.get_or_make(key, lambda: b"x" * 300)
+    assert cache.used <= 1000 and len(cache) == 3
+    made = []
+    cache.get_or_make(48, lambda: made.append(1) or b"y")
+    assert not made  # a hit
+    cache.get_or_make("new", lambda: b"z" * 300)
+    assert cache.get_or_make(48, lambda: b"again") == b"x" * 300  # recently used: kept
+    assert cache.get_or_make(47, lambda: b"gone") == b"gone"  # least recent: evicted
+    huge = cache.get_or_make("huge", lambda: b"h" * 5000)
+    assert huge == b"h" * 5000 and cache.used <= 1000  # larger than the budget: answered, not kept
+
+
+def test_nul_in_a_path_is_a_404_in_the_app_too(atlas):
+    client = create_app(atlas).test_client()  # nginx refuses it first; gunicorn alone (--no-proxy) must too
+    response = client.get("/static/vendor/leaflet/leaflet%00.js")
+    assert response.status_code == 404 and response.json["status"] == 404
