@@ -38,9 +38,6 @@ def disputed_lines(atlas) -> list[tuple[dict, shapely.Geometry]]:
 
 
 def disputed_style() -> dict:
-    """How a disputed line is drawn: the province border's ink and width, dashed, over a land-coloured
-    casing that hides the solid border beneath (renderer dict, as ``style.feature_style``)."""
-    provinces = style.CIVIL_STYLES["provinces"]
-    return {"stroke": provinces["stroke"], "width": provinces["width"], "fill": provinces["stroke"],
-            "fill_opacity": 0.0, "dash": style.LOW_DASH, "hatch": None, "casing": style.LAND,
-            "casing_width": provinces["width"] + 1.0}
+    """How a disputed line is drawn (``style.DISPUTED_STYLE``: dashed over a land-coloured casing that hides
+    the solid border beneath), as the renderer dict of ``style.feature_style``."""
+    return dict(style.DISPUTED_STYLE)
