@@ -330,6 +330,11 @@ class View:
     def frame(self) -> shapely.Geometry:
         return shapely.box(*self.extent)
 
+    @property
+    def anchor_tolerance(self) -> float:
+        """Precision of label anchors in metres: far below what a reader can see."""
+        return (self.extent[2] - self.extent[0]) / 2000
+
 
 def make_view(bounds, frame_mm: tuple[float, float], dpi: int) -> View:
     transformer = local_projection(bounds)
@@ -440,7 +445,8 @@ def legend_entries(shown: list[Shown], disputed_shown: bool = False) -> list[dic
     if civil:
         rows.append({"kind": "header", "label": "Boundaries"})
         if disputed_shown:
-            rows.append({"kind": "line", "label": DISPUTED_LABEL, "style": style.DISPUTED_STYLE, "gid": "legend-disputed"})
+            rows.append({"kind": "line", "label": DISPUTED_LABEL, "style": style.DISPUTED_STYLE,
+                         "gid": "legend-disputed"})
         rows += [{"kind": "swatch", "label": catalogue.layer(lid).title, "style": style.feature_style(lid, {}),
                   "gid": f"legend-{lid}"} for lid in reversed(civil)]
     return rows
@@ -584,7 +590,7 @@ def anchored_labels(atlas, shown: list[Shown], view: View, date: str) -> list[tu
             continue
         x, y = view.transformer.transform(label.lon, label.lat)
         if not shapely.contains_xy(part, x, y):
-            x, y = labels.anchor(polygonal(part), tolerance=(view.extent[2] - view.extent[0]) / 2000)
+            x, y = labels.anchor(polygonal(part), view.anchor_tolerance)
         found.append((label, (x, y), part))
     return sorted(found, key=lambda row: (row[0].priority, row[2].area))
 
@@ -647,17 +653,37 @@ def uncovered_anchor(part: shapely.Geometry, taken: list[Bbox], to_data, toleran
     return None if free.is_empty else labels.anchor(free, tolerance)
 
 
+def padded(box: Bbox) -> Bbox:
+    """A label box with the clearance kept around it."""
+    return box.expanded(1.06, 1.15)
+
+
+def candidate_spots(ax, anchor, part: shapely.Geometry, size, taken: list[Bbox], tolerance: float):
+    """Where one label may go, best first, as (box, shrink, anchor, callout): around its anchor, around
+    the pole of the part of its unit that no label covers yet, then called out from that point."""
+    to_data = ax.transData.inverted()
+
+    def inside(cx, cy):
+        return bool(shapely.contains_xy(part, *to_data.transform((cx, cy))))
+    px, py = ax.transData.transform(anchor)
+    yield from ((box, shrink, anchor, False) for box, shrink in in_place_spots(px, py, *size, inside))
+    free = uncovered_anchor(part, taken, to_data, tolerance) or anchor
+    fx, fy = ax.transData.transform(free)
+    yield from ((box, shrink, free, False) for box, shrink in in_place_spots(fx, fy, *size, inside))
+    yield from ((box, shrink, free, True) for box, shrink in callout_spots(fx, fy, *size))
+
+
 def is_free(box: Bbox, frame: Bbox, taken: list[Bbox], leader_from=None) -> bool:
     """Whether ``box`` (padded) lies in the frame clear of every box taken, and so does the leader line
     from ``leader_from`` (a display point) to it."""
-    padded = box.expanded(1.06, 1.15)
-    if not (frame.contains(padded.x0, padded.y0) and frame.contains(padded.x1, padded.y1)) \
-            or any(padded.overlaps(other) for other in taken):
+    padded_box = padded(box)
+    if not (frame.contains(padded_box.x0, padded_box.y0) and frame.contains(padded_box.x1, padded_box.y1)) \
+            or any(padded_box.overlaps(other) for other in taken):
         return False
     if leader_from is None:
         return True
     leader = shapely.LineString([leader_from, ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]).difference(
-        shapely.box(*padded.extents))
+        shapely.box(*padded_box.extents))
     # a box over the anchor itself cannot be avoided: the leader may leave through it
     return not any(leader.intersects(shapely.box(*other.extents)) for other in taken
                    if not other.contains(*leader_from))
@@ -689,31 +715,18 @@ def place_unit_labels(ax, anchored: list[tuple], view: View, scale: float,
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
     to_data = ax.transData.inverted()
-    tolerance = (view.extent[2] - view.extent[0]) / 2000
     placed, warnings = [], []
     for label, anchor, part in anchored:
         text, look = display_text(label), label_look("wilayahs", label.part, scale)
-        size = text_size(ax, text, look, renderer)
-
-        def inside(cx, cy, part=part):
-            return bool(shapely.contains_xy(part, *to_data.transform((cx, cy))))
-
-        def spots(anchor=anchor, part=part, size=size, inside=inside):
-            """(box, shrink, anchor, callout) in order of preference."""
-            px, py = ax.transData.transform(anchor)
-            yield from ((box, shrink, anchor, False) for box, shrink in in_place_spots(px, py, *size, inside))
-            free = uncovered_anchor(part, taken, to_data, tolerance) or anchor
-            fx, fy = ax.transData.transform(free)
-            yield from ((box, shrink, free, False) for box, shrink in in_place_spots(fx, fy, *size, inside))
-            yield from ((box, shrink, free, True) for box, shrink in callout_spots(fx, fy, *size))
-        spot = next((s for s in spots() if is_free(s[0], frame, taken,
-                                                   ax.transData.transform(s[2]) if s[3] else None)), None)
+        spots = candidate_spots(ax, anchor, part, text_size(ax, text, look, renderer), taken, view.anchor_tolerance)
+        spot = next((s for s in spots if is_free(s[0], frame, taken, ax.transData.transform(s[2]) if s[3] else None)),
+                    None)
         if spot is None:
             warnings.append(f"{label.text} ({label.feature_id}) is not labelled: no room at this paper size "
                             "(a larger size or a focused view has room)")
             continue
         box, shrink, (x, y), callout = spot
-        taken.append(box.expanded(1.06, 1.15))
+        taken.append(padded(box))
         look = {**look, "fontsize": look["fontsize"] * shrink}
         draw_text(ax, to_data.transform(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)), text, look, "wilayah",
                   scale, anchor=(x, y) if callout else None)
@@ -733,7 +746,7 @@ def place_district_labels(ax, shown: list[Shown], view: View, scale: float, take
         if s.layer_id != "districts":
             continue
         for i in np.argsort(-shapely.area(s.geoms)):
-            x, y = labels.anchor(s.geoms[i], tolerance=(view.extent[2] - view.extent[0]) / 2000)
+            x, y = labels.anchor(s.geoms[i], view.anchor_tolerance)
             if not view.frame.contains(shapely.Point(x, y)):
                 continue
             text = s.features[i]["properties"]["name"]
@@ -741,7 +754,7 @@ def place_district_labels(ax, shown: list[Shown], view: View, scale: float, take
             px, py = ax.transData.transform((x, y))
             box = Bbox.from_bounds(px - width / 2, py - height / 2, width, height)
             if is_free(box, frame, taken):
-                taken.append(box.expanded(1.06, 1.15))
+                taken.append(padded(box))
                 draw_text(ax, (x, y), text, look, "district", scale)
 
 

@@ -108,7 +108,8 @@ def test_options_resolve_against_the_build(atlas):
     focused = export.parse_options(atlas, focus="Khyber Pakhtunkhwa")
     province = atlas.geometries["provinces"][[f["id"] for f in atlas.features("provinces")].index("PK5")]
     assert shapely.contains(shapely.box(*focused.bounds), province)
-    assert focused.subtitle == "Khyber Pakhtunkhwa: Reported '2026 structure' (December 2025, unconfirmed), as of 2025-12-25"
+    assert focused.subtitle == ("Khyber Pakhtunkhwa: Reported '2026 structure' (December 2025, unconfirmed), "
+                                "as of 2025-12-25")
     assert export.parse_options(atlas, datetime=DATE).subtitle == \
         "Pakistan: 12 units: Punjab North and South added (late June 2023), as of 2023-07-01"
     assert export.parse_options(atlas, datetime="2020-01-01").subtitle == "Pakistan, as of 2020-01-01"  # before any
