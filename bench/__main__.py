@@ -16,7 +16,7 @@ from pathlib import Path
 
 from geo import atomic
 
-MODULES = ("build", "features", "tiles", "maps", "export", "load")
+MODULES = ("build", "features", "tiles", "maps", "export", "load", "soak", "slow")
 
 
 def machine() -> str:
