@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ import requests
 
 from geo import datasets
 from layers import store
-from tests.conftest import free_port, start_server, stop_server
+from tests.conftest import free_port, start_server, stop_server, worker_pids
 
 
 def row(benchmark: str, metric: str, value, unit: str = "", goal: str = "") -> dict:
@@ -115,24 +114,11 @@ def wrk(url: str, seconds: int = 5, connections: int = 16, threads: int = 2, scr
     }
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.add(int(entry))
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-    return found
-
-
 def descendants(pid: int) -> set[int]:
     """Every process under ``pid`` (serve: nginx master and workers, gunicorn master and workers)."""
     found, todo = set(), [pid]
     while todo:
-        below = children(todo.pop()) - found
+        below = worker_pids(todo.pop()) - found  # (the children of any process)
         found |= below
         todo += below
     return found
@@ -140,7 +126,7 @@ def descendants(pid: int) -> set[int]:
 
 def gunicorn_master(serve_pid: int) -> int:
     """The gunicorn arbiter under ``ttp-atlas serve`` (its child that is not nginx); serve itself with --no-proxy."""
-    for pid in children(serve_pid):
+    for pid in worker_pids(serve_pid):
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             if Path(f"/proc/{pid}/comm").read_text().strip() != "nginx":
                 return pid
