@@ -37,13 +37,21 @@ def index(names_by_key: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
     return dict(lookup)
 
 
+def candidates(name: str, lookup: Mapping[str, set[str]]) -> set[str]:
+    """Every key carrying ``name`` (empty when unknown, several when ambiguous)."""
+    return set(lookup.get(normalise(name), ()))
+
+
+def closest(name: str, display: Iterable[str], n: int = 3) -> list[str]:
+    """The ``display`` names nearest to ``name`` in spelling, for "did you mean" hints."""
+    return difflib.get_close_matches(name, sorted(set(display)), n=n, cutoff=0.5)
+
+
 def resolve(name: str, lookup: Mapping[str, set[str]], display: Iterable[str]) -> str:
     """The one key for ``name``; PlaceNameError with the closest ``display`` names otherwise."""
-    keys = lookup.get(normalise(name), set())
+    keys = candidates(name, lookup)
     if len(keys) == 1:
         return next(iter(keys))
-    display = sorted(set(display))
     if keys:
         raise PlaceNameError(name, "ambiguous", sorted(keys))
-    closest = difflib.get_close_matches(name, display, n=3, cutoff=0.5)
-    raise PlaceNameError(name, "unknown", closest)
+    raise PlaceNameError(name, "unknown", closest(name, display))

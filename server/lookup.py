@@ -1,0 +1,132 @@
+"""Place lookup (``/lookup``, ``ttp-atlas lookup``) and the event-file join (``ttp-atlas join``).
+
+The lookup says which civil units, and which claimed units on a given day, contain a point or a
+named place; the join adds the same answer, per row and per row's own date, to an event file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+
+from flask import Blueprint, current_app
+
+from layers import lookup, store
+from layers.features import INSTANT_PATTERN, QueryError
+from server import openapi as oas
+from server.cli import UsageError
+from server.http import GEOJSON, Problem, bad_parameter, json_response, params
+
+blueprint = Blueprint("lookup", __name__)
+FORMATS = {"json": oas.JSON, "geojson": GEOJSON}
+
+
+@blueprint.record_once
+def _warm(state) -> None:
+    """One locator per app, its place names loaded before the workers fork (so they share them)."""
+    locator = state.app.extensions["lookup"] = lookup.Locator(state.app.extensions["atlas"])
+    locator.places  # noqa: B018 - loads GeoNames' places once
+
+
+def place_problem(error: lookup.PlaceError) -> Problem:
+    if error.reason == "ambiguous":
+        return Problem(400, "Ambiguous place", str(error), parameter="q", candidates=error.candidates)
+    return bad_parameter("q", error.name, f"{error.reason} place name; closest valid names: "
+                                         f"{', '.join(error.suggestions) or 'none'}")
+
+
+@blueprint.get("/lookup")
+def lookup_endpoint():
+    args = params(("lon", "lat", "q", "datetime", "f"))
+    fmt = args.get("f", "json")
+    if fmt not in FORMATS:
+        raise bad_parameter("f", fmt, f"one of {', '.join(FORMATS)}")
+    locator = current_app.extensions["lookup"]
+    try:
+        answer = lookup.answer(locator, dt.date.today().isoformat(), args.get("lon"), args.get("lat"),
+                               args.get("q"), args.get("datetime"))
+    except QueryError as error:
+        if error.value is None:
+            raise Problem(400, "Missing parameter", f"parameter {error.name} is missing: {error.valid}",
+                          parameter=error.name, valid=error.valid) from None
+        raise bad_parameter(error.name, error.value, error.valid) from None
+    except lookup.PlaceError as error:
+        raise place_problem(error) from None
+    if fmt == "geojson":
+        return json_response(lookup.lookup_geojson(locator, answer), GEOJSON)
+    return json_response(answer)
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+def openapi(ctx: oas.ApiContext) -> dict:
+    unit = {"type": "object", "nullable": True, "required": ["id", "name", "layer"], "properties": {
+        "id": {"type": "string"}, "name": {"type": "string", "nullable": True}, "layer": {"type": "string"}}}
+    wilayah = {"type": "object", "required": ["id", "unit", "name", "part", "confidence"], "properties": {
+        "id": {"type": "string"}, "unit": {"type": "string"}, "name": {"type": "string"},
+        "zone": {"type": "string", "nullable": True}, "part": {"type": "string", "enum": ["core", "extension"]},
+        "confidence": {"type": "string", "enum": ["high", "medium", "low"]}, "basis": {"type": "string"},
+        "valid_from": {"type": "string", "format": "date"},
+        "valid_to": {"type": "string", "format": "date", "nullable": True},
+        "sources": {"type": "array", "items": {"type": "object"}}}}
+    answer = {"type": "object", "required": ["datetime", "lon", "lat", *lookup.CIVIL, "wilayahs", "zone", "caveat",
+                                             "credits"], "properties": {
+        "datetime": {"type": "string", "format": "date"}, "lon": {"type": "number"}, "lat": {"type": "number"},
+        "place": {"type": "object"}, "country": {"type": "string", "nullable": True},
+        **{key: unit for key in lookup.CIVIL}, "wilayahs": {"type": "array", "items": wilayah},
+        "zone": {"type": "string", "nullable": True}, "note": {"type": "string"}, "caveat": {"type": "string"},
+        "credits": {"type": "array", "items": {"type": "string"}}}}
+    number = {"type": "string", "pattern": r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"}
+    parameters = [
+        oas.query("lon", number, "Longitude (WGS 84, -180 to 180), with lat; or give q.", example="71.5785"),
+        oas.query("lat", number, "Latitude (WGS 84, -90 to 90), with lon; or give q.", example="34.008"),
+        oas.query("q", {"type": "string", "minLength": 1},
+                  "A district (any name the gazetteer knows) or a town (GeoNames); 'Alipur, Muzaffargarh' "
+                  "picks among towns of one name by district, division or province.", example="Bannu"),
+        oas.query("datetime", {"type": "string", "pattern": INSTANT_PATTERN},
+                  "The day: an ISO date or RFC 3339 date-time (default: today).", example="2023-07-01"),
+        oas.query("f", {"type": "string", "enum": list(FORMATS)},
+                  "json (default), or geojson: the point and the outlines of its units."),
+    ]
+    collection = {"type": "object", "required": ["type", "features"], "properties": {
+        "type": {"type": "string", "enum": ["FeatureCollection"]},
+        "features": {"type": "array", "items": oas.ref("schemas", "Feature")}}}
+    return {"paths": {"/lookup": oas.operation(
+        "Which units contain a place on a day", "Lookup", parameters,
+        {**oas.content(answer, oas.JSON), **oas.content(collection, GEOJSON)},
+        description="The province, division, district, tehsil and tribal district containing a point or a "
+                    "named place, and the claimed units (wilayahs, with part, confidence and sources) and "
+                    "zone valid on that day. A point outside Pakistan or a day before the first period is "
+                    "answered with no units and a note. An ambiguous name is a 400 listing its candidates. "
+                    + lookup.GEONAMES_CREDIT + " when a town name was used.",
+        op_id="lookup")}}
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def cmd_lookup(args) -> None:
+    locator = lookup.Locator(store.ensure_build(args.build, args.data))
+    try:
+        answer = lookup.answer(locator, dt.date.today().isoformat(), args.lon, args.lat, args.place, args.datetime)
+    except QueryError as error:
+        if error.value is None:
+            raise UsageError(f"--{error.name} is missing: {error.valid}") from None
+        raise UsageError(f"--{error.name} {error.value!r} is invalid: {error.valid}") from None
+    except lookup.PlaceError as error:
+        raise UsageError(str(error)) from None
+    document = lookup.lookup_geojson(locator, answer) if args.geojson else answer
+    json.dump(document, sys.stdout, ensure_ascii=False, indent=1)
+    print()
+
+
+def add_commands(subparsers, common) -> None:
+    cmd = subparsers.add_parser("lookup", parents=[common], help="which units contain a place on a day (JSON)",
+                                description="Print, as JSON, the civil units containing a place and the "
+                                            "claimed units valid there on a day.")
+    cmd.add_argument("place", nargs="?", help="a district or town name, e.g. Bannu or 'Alipur, Muzaffargarh'")
+    cmd.add_argument("--lon", help="longitude (WGS 84), with --lat, instead of a name")
+    cmd.add_argument("--lat", help="latitude (WGS 84), with --lon")
+    cmd.add_argument("--datetime", help="the day: ISO date or RFC 3339 date-time (default: today)")
+    cmd.add_argument("--geojson", action="store_true", help="a GeoJSON FeatureCollection: the point and its units")
+    cmd.set_defaults(run=cmd_lookup)
