@@ -39,7 +39,8 @@ VIEW_ZOOM = 6  # geometry is simplified for this zoom: a Pakistan-wide view on t
 MIN_ZOOM, MAX_ZOOM = 3, 14
 ZOOM_STEP = 0.25  # the map zooms in quarter steps (zoomSnap); labels and layers show from such a step
 HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # unticked, unless the map's only layer
-WIDE_PX = 700  # narrower maps fold the legend and the layer list and pad the view above and below
+WIDE_PX = 700  # narrower maps start with the legend and the layer list folded
+FOLD_COST = 0.75  # zoom levels an open legend may cost the first view before it starts folded
 # The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
 # font this much larger than the one drawn (checked by the browser test of label overlaps).
 LABEL_BOX_PX = 2
@@ -537,7 +538,7 @@ class MapScript(MacroElement):
         };
         legend.addTo(map);
         var wide = map.getSize().x >= opts.wide;
-        box.querySelector("details").open = wide || (opts.embed && map.getSize().y >= 300);
+        box.querySelector("details").open = wide || opts.embed;
         if (wide && !opts.embed) { control.expand(); }
         function update() {
             var container = map.getContainer(), zoom = map.getZoom();
@@ -548,16 +549,31 @@ class MapScript(MacroElement):
             });
         }
         map.on("zoomend overlayadd overlayremove baselayerchange", update);
+        // The first view: the bounds as large as the controls allow, keeping clear of them either beside
+        // (tall controls on a wide map) or above and below (short ones on a narrow map), whichever zooms in
+        // more; the legend folds when it would cost more than FOLD_COST zoom levels.
         function corner(name) {
             var el = container.querySelector(".leaflet-" + name);
             return el ? [el.offsetWidth, el.offsetHeight] : [0, 0];
         }
-        var container = map.getContainer();
-        var tl = corner("top.leaflet-left"), tr = corner("top.leaflet-right"),
-            bl = corner("bottom.leaflet-left"), br = corner("bottom.leaflet-right");
-        var padding = wide ? {paddingTopLeft: [bl[0] + 8, 10], paddingBottomRight: [tr[0] + 8, br[1] + 8]}
-                           : {paddingTopLeft: [8, Math.max(tl[1], tr[1]) + 4],
-                              paddingBottomRight: [8, Math.max(bl[1], br[1]) + 4]};
+        function bestFit() {
+            var tl = corner("top.leaflet-left"), tr = corner("top.leaflet-right"),
+                bl = corner("bottom.leaflet-left"), br = corner("bottom.leaflet-right");
+            return [{paddingTopLeft: [bl[0] + 8, 10], paddingBottomRight: [tr[0] + 8, br[1] + 8]},
+                    {paddingTopLeft: [8, Math.max(tl[1], tr[1]) + 4],
+                     paddingBottomRight: [8, Math.max(bl[1], br[1]) + 4]}].map(function(p) {
+                var room = L.point(p.paddingTopLeft).add(p.paddingBottomRight), size = map.getSize();
+                var fits = room.x < size.x - 40 && room.y < size.y - 40;  // else Leaflet answers its max zoom
+                return [fits ? map.getBoundsZoom(opts.bounds, false, room) : -Infinity, p];
+            }).sort(function(a, b) { return b[0] - a[0]; })[0];
+        }
+        var container = map.getContainer(), details = box.querySelector("details"), fit = bestFit();
+        if (details.open) {
+            details.open = false;
+            var folded = bestFit();
+            if (folded[0] - fit[0] < opts.fold_cost) { details.open = true; } else { fit = folded; }
+        }
+        var padding = fit[0] > -Infinity ? fit[1] : {paddingTopLeft: [4, 4], paddingBottomRight: [4, 4]};
         map.fitBounds(opts.bounds, Object.assign({animate: false}, padding));
         update();
     })({{ this._parent.get_name() }},
@@ -718,7 +734,8 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     MapScript(groups, control, {
         "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries, disputed.NOTE if lines else ""),
         "labels": label_rows, "labelled": "wilayahs", "thresholds": thresholds, "step": ZOOM_STEP,
-        "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed}).add_to(fmap)
+        "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed,
+        "fold_cost": FOLD_COST}).add_to(fmap)
     return fmap
 
 

@@ -143,6 +143,21 @@ def test_embed_has_no_date_links_but_keeps_title_date_caveat_and_credits(server)
         assert text in embed
 
 
+@pytest.mark.parametrize("size", [(600, 400), SIZES["laptop"]])
+def test_embed_shows_title_date_caveat_and_legend(server, atlas, size):
+    with open_page(f"{server}/map?datetime={JULY_2023}&embed=1", size) as page:
+        header = page.evaluate("(h => [h.innerText, h.getBoundingClientRect().bottom])"
+                               "(document.querySelector('.atlas-header'))")
+        legend = page.evaluate("(l => [l.open, l.getBoundingClientRect().height, l.innerText])"
+                               "(document.getElementById('atlas-legend'))")
+        assert bounds_contain(page, atlas.pakistan_bounds) and page.console_errors == []
+    text, bottom = header
+    for part in ("TTP claimed units (not areas of control)", f"as of {JULY_2023}", webmap.caveat_line(), "12 units"):
+        assert part in " ".join(text.split())
+    assert bottom < size[1] / 4  # one or two lines, the map keeps the rest
+    assert legend[0] and legend[1] < size[1] * 0.75 and "North zone" in legend[2]
+
+
 def test_pages_are_cached_with_etags(server):
     url = f"{server}/map/wilayahs?datetime={JULY_2023}"
     first = requests.get(url, timeout=60)
