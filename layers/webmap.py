@@ -140,9 +140,8 @@ def period_at(day: str) -> dict | None:
 
 
 def is_confirmed(period: dict) -> bool:
-    """A structure is confirmed unless the wilayah file says otherwise (``confirmed: false``, or a label
-    that calls it unconfirmed)."""
-    return period.get("confirmed", "unconfirmed" not in period["label"].lower())
+    """A structure is confirmed unless the wilayah file says ``confirmed: false``."""
+    return period["confirmed"]
 
 
 def last_confirmed() -> dict:

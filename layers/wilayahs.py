@@ -104,7 +104,8 @@ def load(path: Path = WILAYAHS_FILE) -> dict:
         seen_ids.add(feature_id)
         units.append({**unit, "id": feature_id, "valid_from": valid_from, "valid_to": valid_to,
                       "district_refs": district_lines[index], "sources": [sources[k] for k in unit["sources"]]})
-    periods = [{"from": _iso(p["from"], f"{path}: periods"), "label": p["label"]} for p in data["periods"]]
+    periods = [{"from": _iso(p["from"], f"{path}: periods"), "label": p["label"],
+                "confirmed": p.get("confirmed", True) is not False} for p in data["periods"]]
     return {"units": units, "sources": sources, "periods": periods,
             "confidence_rules": data["confidence_rules"], "path": str(path)}
 
