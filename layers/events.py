@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import shapely
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from geo import atomic
-from layers import lookup
+from layers import catalogue, lookup, style
+from layers.export import RC
 from layers.features import QueryError, parse_instant
 
 COLUMNS = ("province", "division", "district", "tehsil", "tribal_district", "wilayah", "wilayah_part",
@@ -172,6 +178,11 @@ class Summary:
     placements: Counter = field(default_factory=Counter)
     flagged: list[tuple[int, str, str]] = field(default_factory=list)  # (line, flag, detail), a few per flag
     layout: str = ""
+    geonames: bool = False  # a row was placed by a GeoNames place name: credit GeoNames
+
+    @property
+    def credits(self) -> list[str]:
+        return [lookup.GEONAMES_CREDIT] if self.geonames else []
 
     def note(self, line: int, flag: str, detail: str) -> None:
         self.placements[flag] += 1
@@ -185,7 +196,7 @@ class Summary:
                   for flag in FLAGS if self.placements[flag] > REPORT_PER_FLAG]
         counts = ", ".join(f"{self.placements[k]} {k}" for k in (*PLACED, *FLAGS) if self.placements[k])
         lines.append(f"{path}: {self.rows} rows ({self.layout}): {counts}")
-        return lines
+        return lines + self.credits
 
 
 @dataclass
@@ -212,6 +223,7 @@ class Joiner:
                       for key, layer_id in lookup.CIVIL.items()}
         self.wilayahs = [f["properties"] for f in atlas.features("wilayahs")]
         self._places: dict[tuple[str, ...], lookup.Place | str] = {}
+        self.geonames = False  # whether a GeoNames place placed a row
 
     def place(self, names: tuple[str, ...]) -> lookup.Place | str:
         """The first of a row's place names that resolves (the others narrow an ambiguous one), else the
@@ -315,6 +327,7 @@ def _prepare(joiner: Joiner, layout: Layout, index: dict[str, int], line: int, c
             row.placement, row.detail = found, " / ".join(names) or "no place columns"
         else:
             row.point, row.placement = (found.lon, found.lat), "place-name"
+            joiner.geonames |= found.kind == "place"
             row.detail, row.whole_district = f"{found.kind} {found.name}", found.kind == "district"
     return row
 
@@ -346,4 +359,139 @@ def join(locator: lookup.Locator, source: Path, out: Path, chunk: int = CHUNK) -
             rows = [_prepare(joiner, layout, index, line, cells) for line, cells in records]
             writer.writerows(joiner.columns(rows, summary))
             summary.rows += len(rows)
+    summary.geonames = joiner.geonames
+    return summary
+
+
+# --- reports: monthly counts per unit, and a chart ---------------------------------------------
+
+MONTHLY_COLUMNS = ("level", "unit", "month", "events", "fatalities")
+LEVELS = ("zone", "wilayah", "district")
+NO_UNIT = "no claimed unit"  # the zone row of events placed on their day in no claimed unit
+NO_UNIT_COLOUR = style.CIVIL_STYLES["districts"]["stroke"]
+
+
+def _month(layout: Layout, row: dict) -> str | None:
+    """The month of a row's day, when its possible days fall in one month (a GTD day 0 does)."""
+    try:
+        start, end = days(layout, lambda name: (row.get(name) or "").strip())
+    except DateError:
+        return None
+    return start[:7] if start[:7] == end[:7] else None
+
+
+def _number(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0
+    return int(value) if math.isfinite(value) and value > 0 else 0
+
+
+def aggregate(rows: Iterable[dict], layout: Layout) -> dict[str, dict[tuple[str, str], list[int]]]:
+    """Events and fatalities per (unit, month) for each level of ``LEVELS``, from joined rows (dicts with
+    lower-case keys). A row counts in each unit it fell in on its day (wilayahs: the name, with
+    "(possible extension)" for an extension); flagged rows count nowhere. The zone level has a row for
+    events placed in no claimed unit (``NO_UNIT``), so that each month's zone rows sum to its events."""
+    table: dict[str, dict[tuple[str, str], list[int]]] = {level: {} for level in LEVELS}
+
+    def add(level: str, unit: str, month: str, fatalities: int) -> None:
+        counts = table[level].setdefault((unit, month), [0, 0])
+        counts[0] += 1
+        counts[1] += fatalities
+
+    for row in rows:
+        month = _month(layout, row)
+        if row["placement"] not in PLACED or month is None:
+            continue
+        fatalities = _number(row.get(layout.fatalities) or "") if layout.fatalities else 0
+        add("district", row["district"], month, fatalities)
+        names = row["wilayah"].split(SEPARATOR) if row["wilayah"] else []
+        for name, part in zip(names, row["wilayah_part"].split(SEPARATOR) if names else [], strict=True):
+            add("wilayah", name if part == "core" else f"{name} ({style.EXTENSION_LABEL})", month, fatalities)
+        add("zone", style.ZONE_LABELS.get(row["zone"] or None, style.ZONE_LABELS[None]) if names else NO_UNIT, month,
+            fatalities)
+    return table
+
+
+def monthly_rows(table: dict[str, dict[tuple[str, str], list[int]]]) -> Iterator[list]:
+    for level in LEVELS:
+        for (unit, month), (count, fatalities) in sorted(table[level].items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            yield [level, unit, month, count, fatalities]
+
+
+def _months(first: str, last: str) -> list[str]:
+    months, (year, month) = [], (int(first[:4]), int(first[5:7]))
+    while f"{year:04d}-{month:02d}" <= last:
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return months
+
+
+def chart(table: dict[str, dict[tuple[str, str], list[int]]], title: str, credits: list[str]) -> Figure:
+    """Events and fatalities per month, stacked by the claimed zone they fell in (zone colours of
+    ``layers.style``; grey: in no claimed unit that day), with the caveat and the credits."""
+    zones = table["zone"]
+    order = [*(style.ZONE_LABELS[z] for z in ("north", "south", None)), NO_UNIT]
+    colours = {**{style.ZONE_LABELS[z]: c for z, c in style.ZONE_COLOURS.items()}, NO_UNIT: NO_UNIT_COLOUR}
+    labels = {**{style.ZONE_LABELS[z]: f"in a unit of the {style.ZONE_LABELS[z]}" for z in ("north", "south")},
+              style.ZONE_LABELS[None]: f"in a unit, {style.ZONE_LABELS[None].lower()}", NO_UNIT: f"in {NO_UNIT}"}
+    seen = sorted({month for _, month in zones})
+    months = _months(seen[0], seen[-1]) if seen else []
+    figure = Figure(figsize=(11, 7), dpi=100, facecolor="white")
+    grid = figure.add_gridspec(2, 1, left=0.07, right=0.78, top=0.86, bottom=0.2, hspace=0.12)
+    x = np.arange(len(months))
+    for row, (what, column) in enumerate((("Events", 0), ("Fatalities", 1))):
+        axes = figure.add_subplot(grid[row])
+        bottom = np.zeros(len(months))
+        for zone in order:
+            heights = np.array([zones.get((zone, m), [0, 0])[column] for m in months], dtype=float)
+            if heights.any():
+                axes.bar(x, heights, bottom=bottom, width=0.8, color=colours[zone], label=labels[zone],
+                         edgecolor="white", linewidth=0.3)
+                bottom += heights
+        axes.set_ylabel(f"{what} per month", color=style.INK)
+        axes.set_xlim(-0.6, max(len(months), 1) - 0.4)
+        axes.spines[["top", "right"]].set_visible(False)
+        axes.tick_params(colors=style.INK, labelsize=8)
+        step = max(1, len(months) // 24)
+        axes.set_xticks(x[::step], months[::step] if row == 1 else [], rotation=90)
+        if row == 0:
+            axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9,
+                        title="Where the event fell,\non its own day", title_fontsize=9)
+    figure.text(0.07, 0.95, title, fontsize=14, fontweight="bold", color=style.INK, va="top")
+    figure.text(0.07, 0.905, "Events of the user's file joined to the TTP's claimed units (wilayahs) valid on "
+                "each event's day, stacked by zone", fontsize=9.5, color=style.INK, va="top")
+    footer = [catalogue.CAVEAT, "Credits: " + "; ".join(credits)]
+    figure.text(0.07, 0.03, "\n".join(textwrap.fill(t, 170) for t in footer), fontsize=7, color=style.INK,
+                va="bottom")
+    return figure
+
+
+def figure_bytes(figure: Figure, fmt: str) -> bytes:
+    with io.BytesIO() as buffer, matplotlib.rc_context(RC):
+        FigureCanvasAgg(figure)
+        figure.savefig(buffer, format=fmt, dpi=150 if fmt == "png" else 72, metadata={"Creator": "ttp-atlas"}
+                       if fmt == "png" else None)
+        return buffer.getvalue()
+
+
+def report(locator: lookup.Locator, source: Path, out: Path) -> Summary:
+    """Write into the folder ``out`` (replaced whole): ``joined.csv``, ``monthly.csv`` (``MONTHLY_COLUMNS``
+    per zone, wilayah and district) and ``chart.png``/``chart.svg``."""
+    with atomic.staged_dir(out) as folder:
+        summary = join(locator, source, folder / "joined.csv")
+        layout = next(layout for layout in LAYOUTS if layout.name == summary.layout)
+        with (folder / "joined.csv").open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            names = [h.strip().lower() for h in next(reader)]
+            table = aggregate((dict(zip(names, cells, strict=False)) for cells in reader), layout)
+        with (folder / "monthly.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(MONTHLY_COLUMNS)
+            writer.writerows(monthly_rows(table))
+        credits = [*locator.atlas.attribution([*lookup.CIVIL.values(), "wilayahs"]), *summary.credits]
+        figure = chart(table, f"Events per month: {Path(source).name}", credits)
+        for fmt in ("png", "svg"):
+            (folder / f"chart.{fmt}").write_bytes(figure_bytes(figure, fmt))
     return summary

@@ -132,6 +132,17 @@ def cmd_join(args) -> None:
     print(f"wrote {summary.rows} rows to {args.out}")
 
 
+def cmd_events_report(args) -> None:
+    locator = lookup.Locator(store.ensure_build(args.build, args.data))
+    try:
+        summary = events.report(locator, args.events, args.out)
+    except events.EventFileError as error:
+        raise UsageError(str(error)) from None
+    for line in summary.report(args.events):
+        print(line, file=sys.stderr)
+    print(f"wrote joined.csv ({summary.rows} rows), monthly.csv, chart.png and chart.svg to {args.out}")
+
+
 def add_commands(subparsers, common) -> None:
     cmd = subparsers.add_parser("lookup", parents=[common], help="which units contain a place on a day (JSON)",
                                 description="Print, as JSON, the civil units containing a place and the "
@@ -150,3 +161,10 @@ def add_commands(subparsers, common) -> None:
     join.add_argument("events", type=Path, help="the event file (CSV)")
     join.add_argument("--out", type=Path, required=True, help="CSV file to write (atomically)")
     join.set_defaults(run=cmd_join)
+    report = subparsers.add_parser(
+        "events-report", parents=[common], help="join an event file and write monthly counts per unit and a chart",
+        description="Join an event file (as ttp-atlas join) and write, into a folder, joined.csv, monthly.csv "
+                    "(events and fatalities per zone, wilayah and district and month) and chart.png/chart.svg.")
+    report.add_argument("events", type=Path, help="the event file (CSV)")
+    report.add_argument("--out", type=Path, required=True, help="folder to write (replaced whole, atomically)")
+    report.set_defaults(run=cmd_events_report)
