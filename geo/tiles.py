@@ -14,6 +14,7 @@ import numpy as np
 import shapely
 import skia
 from mapbox_vector_tile.encoder import VectorTile
+from pmtiles.tile import zxy_to_tileid
 
 from geo.geometry import polygonal
 from geo.simplify import TILE_SIZE  # PNG pixels per tile side at scale 1
@@ -48,6 +49,7 @@ def index(geoms_lonlat: np.ndarray) -> Index:
     first: clamped instead, they would collapse into broken rings."""
     inside = shapely.clip_by_rect(np.asarray(geoms_lonlat, dtype=object), -180.0, -MAX_LAT, 180.0, MAX_LAT)
     projected = mercator(inside)
+    shapely.prepare(projected)  # ``cover`` asks whether a polygon contains a tile: fast on prepared ones
     return Index(projected, shapely.STRtree(projected))
 
 
@@ -68,33 +70,80 @@ def touches(bounds: tuple[float, float, float, float], z: int, x: int, y: int) -
     return tile.west < east and tile.east > west and tile.south < north and tile.north > south
 
 
+def inside(bounds: tuple[float, float, float, float], z: int, x: int, y: int) -> bool:
+    """Whether a tile lies wholly inside lon/lat ``bounds`` (west, south, east, north)."""
+    west, south, east, north = bounds
+    tile = mercantile.bounds(x, y, z)
+    return tile.west >= west and tile.east <= east and tile.south >= south and tile.north <= north
+
+
 def tiles_over(bounds: tuple[float, float, float, float], zoom: int) -> list[tuple[int, int, int]]:
     """The (z, x, y) of every tile at ``zoom`` touching lon/lat ``bounds``."""
     return [(t.z, t.x, t.y) for t in mercantile.tiles(*bounds, zooms=zoom)]
 
 
-def _window(layer: Index, z: int, x: int, y: int, buffer: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the features in a tile (with ``buffer``) and their parts there, in tile-grid units (y down)."""
+def _buffered(z: int, x: int, y: int, buffer: int) -> shapely.Geometry:
+    """A tile's box grown by ``buffer`` grid units, in mercator."""
     minx, miny, maxx, maxy = tile_bounds(z, x, y)
+    pad = buffer * (maxx - minx) / EXTENT
+    return shapely.box(minx - pad, miny - pad, maxx + pad, maxy + pad)
+
+
+def cover(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the features touching a tile (with ``buffer``) and whether each contains it wholly.
+
+    A tile every touching feature contains is cut the same at every zoom below it (each feature is the
+    whole buffered square), so a pyramid can stop descending there and share one tile.
+    """
+    box = _buffered(z, x, y, buffer)
+    hits = layer.tree.query(box, predicate="intersects")
+    return hits, shapely.contains_properly(layer.geoms[hits], box)
+
+
+def subtree(z: int, x: int, y: int, zoom: int) -> tuple[int, int]:
+    """(first PMTiles tile id, count) of a tile's descendants at ``zoom``: on the Hilbert curve they are
+    consecutive, the tile's position on its own zoom's curve scaled by 4 per zoom."""
+    first_of = lambda level: ((1 << (2 * level)) - 1) // 3  # tiles on every zoom above ``level``
+    k = zoom - z
+    return first_of(zoom) + ((zxy_to_tileid(z, x, y) - first_of(z)) << (2 * k)), 1 << (2 * k)
+
+
+def window(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER, parent=None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices of the features in a tile (with ``buffer``) and their parts there, in mercator.
+
+    ``parent``, the window of the parent tile on the same geometry, is clipped instead of the whole
+    features: a fraction of the vertices. The result is the same: the child's buffered box lies inside
+    the parent's, so every vertex the parent's clip added falls outside it.
+    """
+    box = _buffered(z, x, y, buffer)
+    if parent is None:
+        hits = np.sort(layer.tree.query(box, predicate="intersects"))
+        geoms = layer.geoms[hits]
+    else:
+        hits, geoms = parent
+        keep = shapely.intersects(geoms, box)
+        hits, geoms = hits[keep], geoms[keep]
+    return hits, shapely.clip_by_rect(geoms, *shapely.bounds(box))
+
+
+def _grid(geoms: np.ndarray, z: int, x: int, y: int) -> np.ndarray:
+    """Mercator geometries in a tile's grid units (y down)."""
+    minx, _, maxx, maxy = tile_bounds(z, x, y)
     unit = (maxx - minx) / EXTENT
-    pad = buffer * unit
-    hits = layer.tree.query(shapely.box(minx - pad, miny - pad, maxx + pad, maxy + pad), predicate="intersects")
-    if hits.size == 0:
-        return hits, np.empty(0, dtype=object)
-    hits.sort()
-    clipped = shapely.clip_by_rect(layer.geoms[hits], minx - pad, miny - pad, maxx + pad, maxy + pad)
-    return hits, shapely.transform(clipped, lambda xy: np.column_stack([(xy[:, 0] - minx) / unit, (maxy - xy[:, 1]) / unit]))
+    return shapely.transform(geoms, lambda xy: np.column_stack([(xy[:, 0] - minx) / unit, (maxy - xy[:, 1]) / unit]))
 
 
-def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and tile-grid geometries (integer, y down, valid, MVT-oriented) of features in a tile.
+def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER, cut=None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and tile-grid geometries (integer, y down, valid, MVT-oriented) of features in a tile;
+    ``cut``: the tile's ``window`` when already made.
 
     Rounding moves a vertex shared by two neighbours to the same grid point in both, so shared
     borders stay shared; the few polygons that rounding makes invalid are snap-rounded by GEOS.
     """
-    hits, scaled = _window(layer, z, x, y, buffer)
+    hits, clipped = window(layer, z, x, y, buffer) if cut is None else cut
     if hits.size == 0:
-        return hits, scaled
+        return hits, clipped
+    scaled = _grid(clipped, z, x, y)
     grid = shapely.transform(scaled, np.rint)
     broken = ~shapely.is_valid(grid)  # rings that rounding pinched or collapsed: GEOS snap-rounds those
     grid[broken] = shapely.set_precision(shapely.make_valid(scaled[broken]), 1.0)
@@ -106,9 +155,9 @@ def clip(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np
 
 def clip_lines(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tuple[np.ndarray, np.ndarray]:
     """Indices and tile-grid parts of the lines in a tile, for drawing (``render`` takes lines too)."""
-    hits, scaled = _window(layer, z, x, y, buffer)
-    keep = ~shapely.is_empty(scaled)
-    return hits[keep], scaled[keep]
+    hits, clipped = window(layer, z, x, y, buffer)
+    keep = ~shapely.is_empty(clipped)
+    return hits[keep], _grid(clipped[keep], z, x, y)
 
 
 def _zigzag(values: np.ndarray) -> np.ndarray:

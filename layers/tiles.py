@@ -10,13 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import multiprocessing
+import os
 import sqlite3
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from pmtiles.reader import MmapSource, Reader
-from pmtiles.tile import Compression, TileType, zxy_to_tileid
+from pmtiles.tile import Compression, TileType, tileid_to_zxy, zxy_to_tileid
 from pmtiles.writer import Writer
 
 from geo import tiles as geotiles
@@ -171,17 +174,27 @@ class TileSource:
         if not geotiles.valid_tile(z, x, y):
             raise TileOutside(f"tile {z}/{x}/{y} is outside the tile grid (x and y from 0 to {2 ** z - 1})")
 
-    def _cut(self, tileset: str, z: int, x: int, y: int, selection: tuple) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """(layer id, feature indices, tile-grid geometries) of every layer of the tile."""
+    def windows(self, tileset: str, z: int, x: int, y: int, selection: tuple, parent: dict | None = None) -> dict:
+        """Per layer of the tile: (its index, indices of the features ``selection`` keeps, their mercator
+        parts in the tile's buffered box), cut from the ``parent`` tile's windows where it used the same
+        geometry (a pyramid descends clipping ever smaller pieces)."""
         chosen = dict(selection)
-        cut = []
+        out = {}
         for lid in layers_of(tileset, z):
-            hits, geoms = geotiles.clip(self.index(lid, z), z, x, y)
-            if lid in chosen:
+            index = self.index(lid, z)
+            above = (parent or {}).get(lid)
+            hits, parts = geotiles.window(index, z, x, y, parent=above[1:] if above and above[0] is index else None)
+            if lid in chosen and not (above and above[0] is index):
                 keep = np.isin(hits, chosen[lid])
-                hits, geoms = hits[keep], geoms[keep]
-            cut.append((lid, hits, geoms))
-        return cut
+                hits, parts = hits[keep], parts[keep]
+            out[lid] = (index, hits, parts)
+        return out
+
+    def _cut(self, tileset: str, z: int, x: int, y: int, selection: tuple,
+             windows: dict | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """(layer id, feature indices, tile-grid geometries) of every layer of the tile."""
+        windows = self.windows(tileset, z, x, y, selection) if windows is None else windows
+        return [(lid, *geotiles.clip(index, z, x, y, cut=(hits, parts))) for lid, (index, hits, parts) in windows.items()]
 
     # --- tiles -----------------------------------------------------------------------------------
 
@@ -194,13 +207,13 @@ class TileSource:
         self.check(tileset, z, x, y)
         return self._png(tileset, z, x, y, self.selection(tileset, period or parse_datetime(None)), scale)
 
-    def _render_mvt(self, tileset, z, x, y, selection) -> bytes:
+    def _render_mvt(self, tileset, z, x, y, selection, windows=None) -> bytes:
         layers = [(lid, geoms, [self._properties[lid][i] for i in hits])
-                  for lid, hits, geoms in self._cut(tileset, z, x, y, selection)]
+                  for lid, hits, geoms in self._cut(tileset, z, x, y, selection, windows)]
         return geotiles.encode(layers)
 
-    def _render_png(self, tileset, z, x, y, selection, scale) -> bytes:
-        cut = {lid: (hits, geoms) for lid, hits, geoms in self._cut(tileset, z, x, y, selection)}
+    def _render_png(self, tileset, z, x, y, selection, scale, windows=None) -> bytes:
+        cut = {lid: (hits, geoms) for lid, hits, geoms in self._cut(tileset, z, x, y, selection, windows)}
         order = [lid for lid in RASTER_ORDER if lid in cut] if tileset == ATLAS else list(cut)
         features = self.atlas.features
         layers = [(cut[lid][1], [style.feature_style(lid, features(lid)[i]["properties"]) for i in cut[lid][0]])
@@ -253,75 +266,181 @@ def check_range(minzoom: int, maxzoom: int) -> None:
         raise TileError(f"zoom range {minzoom}-{maxzoom} is invalid: need {MIN_ZOOM} <= minzoom <= maxzoom <= {MAX_ZOOM}")
 
 
-def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period):
-    """(z, x, y, MVT bytes) of every non-empty tile of the range over the tileset's ``pyramid_bounds``, in
-    PMTiles tile-id order, uncached."""
+FORMATS = ("mvt", "png")
+PARALLEL_ZOOM = 7  # pyramids below this zoom are cut by worker processes, one subtree each
+
+
+class _Cutter:
+    """Cuts a pyramid by descending the tile tree from z0.
+
+    Where every feature touching a tile contains it wholly (or none touches it), every tile below is cut
+    the same: such a subtree is written as one tile per zoom with a run length (PMTiles deduplicates the
+    bytes) instead of being cut tile by tile. PNG tiles share only where no feature touches (hatches
+    run on across tile edges, so a filled tile differs from its neighbour).
+    """
+
+    def __init__(self, source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str):
+        self.source, self.tileset, self.minzoom, self.maxzoom, self.fmt = source, tileset, minzoom, maxzoom, fmt
+        self.selection = source.selection(tileset, period)
+        self.chosen = {lid: np.asarray(indices) for lid, indices in self.selection}
+        self.bounds = source.pyramid_bounds[tileset]
+        # per zoom, each layer's distinct generalised indexes from that zoom down (a tile shares its
+        # cut with its subtree only if that holds at every level the subtree is cut from)
+        self.levels = {z: [(lid, list({id(ix): ix for ix in (source.index(lid, d) for d in range(z, maxzoom + 1))}.values()))
+                           for lid in layers_of(tileset, maxzoom)] for z in range(maxzoom + 1)}
+        self.disputed = source._disputed if fmt == "png" and tileset in DISPUTED_TILESETS else None
+
+    def render(self, z: int, x: int, y: int, windows: dict | None = None) -> bytes:
+        """The tile as stored: gzip-compressed MVT or PNG; b"" when there is nothing to store."""
+        if self.fmt == "png":
+            return self.source._render_png(self.tileset, z, x, y, self.selection, 1, windows)
+        data = self.source._render_mvt(self.tileset, z, x, y, self.selection, windows)
+        return gzip.compress(data, compresslevel=6, mtime=0) if data else b""
+
+    def uniform(self, z: int, x: int, y: int) -> str | None:
+        """"empty" where no feature touches the tile at any level below, "full" where every one that
+        does contains it, None where the subtree must be cut tile by tile."""
+        touched = False
+        for lid, indexes in self.levels[z]:
+            for index in indexes:
+                hits, contains = geotiles.cover(index, z, x, y)
+                if lid in self.chosen:
+                    contains = contains[np.isin(hits, self.chosen[lid])]
+                if not contains.all():
+                    return None
+                touched = touched or contains.size > 0
+        if self.disputed is not None and geotiles.cover(self.disputed, z, x, y)[0].size:
+            return None
+        return "full" if touched else "empty"
+
+    def walk(self, z: int, x: int, y: int, shared: bool = False, roots: list | None = None, parent: dict | None = None):
+        """(tile id, run length, bytes) of the tile's subtree; with ``roots``, subtrees at PARALLEL_ZOOM
+        that must be cut tile by tile are appended there instead. ``parent``: the parent tile's windows."""
+        if not shared:
+            uniform = self.uniform(z, x, y)
+            if uniform == "empty" and (self.fmt == "mvt" or self.tileset != ATLAS):
+                return  # nothing below (the atlas's PNG draws the sea: one shared tile)
+            shared = uniform == "empty" or (uniform == "full" and self.fmt == "mvt")
+        if not shared and roots is not None and z == PARALLEL_ZOOM:
+            roots.append((z, x, y))
+            return
+        if shared and geotiles.inside(self.bounds, z, x, y):
+            for zoom in range(max(z, self.minzoom), self.maxzoom + 1):
+                first, count = geotiles.subtree(z, x, y, zoom)
+                data = self.render(*tileid_to_zxy(first))
+                if data:
+                    yield first, count, data
+            return
+        windows = None if shared else self.source.windows(self.tileset, z, x, y, self.selection, parent)
+        if z >= self.minzoom:
+            data = self.render(z, x, y, windows)
+            if data:
+                yield zxy_to_tileid(z, x, y), 1, data
+        if z < self.maxzoom:
+            for cx, cy in ((2 * x, 2 * y), (2 * x + 1, 2 * y), (2 * x, 2 * y + 1), (2 * x + 1, 2 * y + 1)):
+                if geotiles.touches(self.bounds, z + 1, cx, cy):
+                    yield from self.walk(z + 1, cx, cy, shared, roots, windows)
+
+
+_CUTTER: _Cutter | None = None  # set before the worker processes fork: they share the loaded atlas
+
+
+def _cut_subtree(root: tuple[int, int, int]) -> list[tuple[int, int, bytes]]:
+    return list(_CUTTER.walk(*root))
+
+
+def workers_available() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str = "mvt",
+            workers: int | None = None) -> list[tuple[int, int, bytes]]:
+    """(tile id, run length, stored bytes) of every non-empty tile of the range over the tileset's
+    ``pyramid_bounds``, in PMTiles tile-id order: a run is that many consecutive tile ids with the same
+    bytes. Subtrees from PARALLEL_ZOOM are cut by ``workers`` forked processes (default: every core)."""
+    global _CUTTER
     check_tileset(tileset)
     check_range(minzoom, maxzoom)
-    selection = source.selection(tileset, period)
-    for zoom in range(minzoom, maxzoom + 1):
-        for z, x, y in sorted(geotiles.tiles_over(source.pyramid_bounds[tileset], zoom),
-                              key=lambda t: zxy_to_tileid(*t)):
-            data = source._render_mvt(tileset, z, x, y, selection)
-            if data:
-                yield z, x, y, data
+    if fmt not in FORMATS:
+        raise TileError(f"format {fmt!r} is invalid; valid: {', '.join(FORMATS)}")
+    cutter = _Cutter(source, tileset, minzoom, maxzoom, period, fmt)
+    roots: list[tuple[int, int, int]] = []
+    runs = list(cutter.walk(0, 0, 0, roots=roots))
+    workers = workers or workers_available()
+    if workers > 1 and len(roots) > 1:
+        _CUTTER = cutter
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for part in pool.map(_cut_subtree, roots):
+                    runs += part
+        finally:
+            _CUTTER = None
+    else:
+        for root in roots:
+            runs += cutter.walk(*root)
+    runs.sort(key=lambda run: run[0])
+    return runs
 
 
 def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom: int = MIN_ZOOM,
-                  maxzoom: int = MAX_ZOOM, period=None) -> dict:
-    """Write the pyramid to ``path`` (.pmtiles or .mbtiles, gzip-compressed MVT), atomically.
+                  maxzoom: int = MAX_ZOOM, period=None, fmt: str = "mvt", workers: int | None = None) -> dict:
+    """Write the pyramid to ``path`` (.pmtiles or .mbtiles; gzip-compressed MVT or PNG), atomically.
 
-    Empty tiles are left out, as tippecanoe does; readers treat a missing tile as empty.
+    Empty tiles are left out, as tippecanoe does; readers treat a missing tile as empty. Identical
+    tiles are stored once (PMTiles: one offset, run-length entries; MBTiles: tippecanoe's map/images
+    tables under a ``tiles`` view).
     """
     path = Path(path)
     if path.suffix not in ARCHIVE_SUFFIXES:
         raise TileError(f"archive {path} must end in {' or '.join(ARCHIVE_SUFFIXES)}")
     period = period or parse_datetime(None)
-    tiles = pyramid(source, tileset, minzoom, maxzoom, period)
+    runs = pyramid(source, tileset, minzoom, maxzoom, period, fmt, workers)
+    if not runs:
+        raise TileError("no tile in the range has any feature: nothing to write")
     meta = source.tilejson(tileset, "", minzoom, maxzoom)
     meta.pop("tiles")
     meta["bounds"] = [round(v, 6) for v in source.pyramid_bounds[tileset]]
-    meta["ttp_atlas"] = {"tileset": tileset, "datetime": list(period), "build_id": source.atlas.build_id}
-    stats = {"tiles": 0, "bytes": 0}
+    meta["ttp_atlas"] = {"tileset": tileset, "datetime": list(period), "build_id": source.atlas.build_id,
+                         "format": fmt}
     with staged_file(path) as tmp:
-        (_write_pmtiles if path.suffix == ".pmtiles" else _write_mbtiles)(tmp, _compressed(tiles, stats), meta)
-    return {"path": str(path), "tileset": tileset, "minzoom": minzoom, "maxzoom": maxzoom, **stats}
+        (_write_pmtiles if path.suffix == ".pmtiles" else _write_mbtiles)(tmp, runs, meta, fmt)
+    return {"path": str(path), "tileset": tileset, "minzoom": minzoom, "maxzoom": maxzoom, "format": fmt,
+            "tiles": sum(count for _, count, _ in runs), "contents": len({data for _, _, data in runs}), "bytes": path.stat().st_size}
 
 
-def _compressed(tiles, stats: dict):
-    """Gzip each tile, as archives store MVT, counting into ``stats``; an empty pyramid is refused."""
-    for z, x, y, data in tiles:
-        payload = gzip.compress(data, compresslevel=6, mtime=0)
-        stats["tiles"] += 1
-        stats["bytes"] += len(payload)
-        yield z, x, y, payload
-    if not stats["tiles"]:
-        raise TileError("no tile in the range has any feature: nothing to write")
-
-
-def _write_pmtiles(path: Path, tiles, meta: dict) -> None:
+def _write_pmtiles(path: Path, runs, meta: dict, fmt: str) -> None:
     with open(path, "wb") as handle:
         writer = Writer(handle)
-        for z, x, y, payload in tiles:
-            writer.write_tile(zxy_to_tileid(z, x, y), payload)
+        for tileid, count, data in runs:
+            for offset in range(count):  # the writer merges consecutive equal tiles into one run entry
+                writer.write_tile(tileid + offset, data)
         west, south, east, north = meta["bounds"]
         e7 = lambda v: round(v * 1e7)
         writer.finalize({
-            "tile_type": TileType.MVT, "tile_compression": Compression.GZIP,
+            "tile_type": TileType.PNG if fmt == "png" else TileType.MVT,
+            "tile_compression": Compression.NONE if fmt == "png" else Compression.GZIP,
             "min_lon_e7": e7(west), "min_lat_e7": e7(south), "max_lon_e7": e7(east), "max_lat_e7": e7(north),
             "center_zoom": meta["center"][2], "center_lon_e7": e7(meta["center"][0]),
             "center_lat_e7": e7(meta["center"][1])}, meta)
 
 
-def _write_mbtiles(path: Path, tiles, meta: dict) -> None:
+def _write_mbtiles(path: Path, runs, meta: dict, fmt: str) -> None:
     with sqlite3.connect(path) as db:
         db.executescript("CREATE TABLE metadata (name TEXT, value TEXT);"
-                         "CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);"
-                         "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);")
-        db.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)",
-                       ((z, x, (1 << z) - 1 - y, payload) for z, x, y, payload in tiles))
-        rows = {"name": meta["name"], "format": "pbf", "type": "overlay", "version": meta["version"],
-                "description": meta["description"], "attribution": meta["attribution"],
+                         "CREATE TABLE images (tile_id INTEGER PRIMARY KEY, tile_data BLOB);"
+                         "CREATE TABLE map (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_id INTEGER);"
+                         "CREATE UNIQUE INDEX map_index ON map (zoom_level, tile_column, tile_row);"
+                         "CREATE VIEW tiles AS SELECT zoom_level, tile_column, tile_row, tile_data "
+                         "FROM map JOIN images ON images.tile_id = map.tile_id;")
+        images: dict[bytes, int] = {}  # each distinct tile once
+        for _, _, data in runs:
+            images.setdefault(data, len(images))
+        db.executemany("INSERT INTO images VALUES (?, ?)", ((number, data) for data, number in images.items()))
+        db.executemany("INSERT INTO map VALUES (?, ?, ?, ?)", (
+            (z, x, (1 << z) - 1 - y, images[data])
+            for tileid, count, data in runs for z, x, y in map(tileid_to_zxy, range(tileid, tileid + count))))
+        rows = {"name": meta["name"], "format": "png" if fmt == "png" else "pbf", "type": "overlay",
+                "version": meta["version"], "description": meta["description"], "attribution": meta["attribution"],
                 "minzoom": str(meta["minzoom"]), "maxzoom": str(meta["maxzoom"]),
                 "bounds": ",".join(map(str, meta["bounds"])), "center": ",".join(map(str, meta["center"])),
                 "json": json.dumps({"vector_layers": meta["vector_layers"], "ttp_atlas": meta["ttp_atlas"]})}
@@ -330,7 +449,7 @@ def _write_mbtiles(path: Path, tiles, meta: dict) -> None:
 
 
 class Archive:
-    """A PMTiles or MBTiles archive written by ``write_archive``, read tile by tile (raw MVT bytes)."""
+    """A PMTiles or MBTiles archive written by ``write_archive``, read tile by tile (raw MVT or PNG bytes)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -354,11 +473,13 @@ class Archive:
         return self.minzoom <= z <= self.maxzoom and geotiles.touches(self.bounds, z, x, y)
 
     def get(self, z: int, x: int, y: int) -> bytes:
-        """The tile's MVT bytes, b"" when the archive has none (an empty tile)."""
+        """The tile's MVT (or PNG) bytes, b"" when the archive has none (an empty tile)."""
         if self.path.suffix == ".pmtiles":
             data = self._reader.get(z, x, y)
         else:
             row = self._db.execute("SELECT tile_data FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
                                    (z, x, (1 << z) - 1 - y)).fetchone()
             data = row[0] if row else None
-        return gzip.decompress(data) if data else b""
+        if not data:
+            return b""
+        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data  # MVT is stored gzipped, PNG as is
