@@ -228,14 +228,8 @@ class Locator:
 
     def units_of(self, places: list[Place]) -> list[set[str]]:
         """Normalised names of each place's province, division and district."""
-        points = shapely.points([(p.lon, p.lat) for p in places])
-        names = [set() for _ in places]
-        for key in ("province", "division", "district"):
-            features = self.atlas.features(CIVIL[key])
-            for i, position in enumerate(self.containing(CIVIL[key], points)):
-                if position >= 0:
-                    names[i].add(gazetteer.normalise(features[position]["properties"]["name"]))
-        return names
+        return [{gazetteer.normalise(name) for key, name in self.civil_names(p.lon, p.lat).items()
+                 if key in ("province", "division", "district")} for p in places]
 
     def describe(self, place: Place) -> str:
         civil = self.civil_names(place.lon, place.lat)

@@ -121,26 +121,24 @@ def cmd_lookup(args) -> None:
     print()
 
 
-def cmd_join(args) -> None:
+def _run_events(args, action, wrote: str) -> None:
+    """Join ``args.events`` with ``action`` (events.join or events.report), the flagged rows on stderr."""
     locator = lookup.Locator(store.ensure_build(args.build, args.data))
     try:
-        summary = events.join(locator, args.events, args.out)
+        summary = action(locator, args.events, args.out)
     except events.EventFileError as error:
         raise UsageError(str(error)) from None
     for line in summary.report(args.events):
         print(line, file=sys.stderr)
-    print(f"wrote {summary.rows} rows to {args.out}")
+    print(wrote.format(rows=summary.rows, out=args.out))
+
+
+def cmd_join(args) -> None:
+    _run_events(args, events.join, "wrote {rows} rows to {out}")
 
 
 def cmd_events_report(args) -> None:
-    locator = lookup.Locator(store.ensure_build(args.build, args.data))
-    try:
-        summary = events.report(locator, args.events, args.out)
-    except events.EventFileError as error:
-        raise UsageError(str(error)) from None
-    for line in summary.report(args.events):
-        print(line, file=sys.stderr)
-    print(f"wrote joined.csv ({summary.rows} rows), monthly.csv, chart.png and chart.svg to {args.out}")
+    _run_events(args, events.report, "wrote joined.csv ({rows} rows), monthly.csv, chart.png and chart.svg to {out}")
 
 
 def add_commands(subparsers, common) -> None:
