@@ -16,6 +16,7 @@ import io
 import itertools
 import logging
 import math
+import re
 import textwrap
 import threading
 from dataclasses import dataclass, field
@@ -110,15 +111,12 @@ def parse_date(text: str | None, default: str) -> str:
 
 
 def parse_dpi(text) -> int:
-    if text is None or str(text).strip() == "":
+    """dpi in ASCII digits with no sign or leading zero (``int()`` would also take "٥٠", "5_0" and " 50")."""
+    if text is None or str(text) == "":
         return DEFAULT_DPI
-    try:
-        dpi = int(str(text).strip())
-    except ValueError:
-        dpi = None
-    if dpi is None or not MIN_DPI <= dpi <= MAX_DPI:
-        raise ExportOptionError("dpi", text, f"an integer from {MIN_DPI} to {MAX_DPI}")
-    return dpi
+    if not re.fullmatch(r"[1-9][0-9]{0,3}", str(text), re.ASCII) or not MIN_DPI <= int(text) <= MAX_DPI:
+        raise ExportOptionError("dpi", text, f"an integer from {MIN_DPI} to {MAX_DPI} in ASCII digits")
+    return int(text)
 
 
 def parse_paper(size: str | None, orientation: str | None, dpi: int) -> tuple[float, float]:

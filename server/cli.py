@@ -14,7 +14,7 @@ from pathlib import Path
 from geo import datasets
 from layers import build, store
 from layers.wilayahs import WilayahDataError
-from server.http import ConfigError
+from geo.cache import ConfigError
 from server.serving import ServeError
 
 

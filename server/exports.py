@@ -12,16 +12,13 @@ from pathlib import Path
 
 from flask import Blueprint, current_app
 
+from geo.cache import ByteCache, budget_from_env, number_from_env
 from layers import catalogue, export, store
 from server import openapi as oas
 from server.http import (
-    CANONICAL_INT,
     RETRY_AFTER_SECONDS,
-    ByteCache,
     Problem,
     bad_parameter,
-    budget_from_env,
-    number_from_env,
     not_found,
     params,
     release_free_memory,
@@ -48,13 +45,6 @@ _RENDERS = threading.BoundedSemaphore(max(1, number_from_env(RENDERS_ENV, 1, "a 
 RENDER_WAIT_SECONDS = number_from_env(WAIT_ENV, 30, "a whole number of seconds")
 
 
-def check_dpi(text: str | None) -> None:
-    """dpi in the service's one integer grammar (``int()`` would also take "٥٠", "5_0" and " 50")."""
-    if text is not None and not CANONICAL_INT.fullmatch(text):
-        raise export.ExportOptionError("dpi", text, f"an integer from {export.MIN_DPI} to {export.MAX_DPI} "
-                                                    "in ASCII digits")
-
-
 def _render(atlas: store.Atlas, options: export.Options, fmt: str) -> bytes:
     if not _RENDERS.acquire(timeout=RENDER_WAIT_SECONDS):
         raise Problem(503, "Busy", f"every map renderer is busy; retry in {RETRY_AFTER_SECONDS} s",
@@ -73,7 +63,6 @@ def export_map(fmt: str):
     args = params(OPTIONS)
     atlas = current_app.extensions["atlas"]
     try:
-        check_dpi(args.get("dpi"))
         options = export.parse_options(atlas, **args)
     except export.ExportOptionError as error:
         raise bad_parameter(error.option, error.value, error.valid) from None
@@ -182,7 +171,6 @@ def cmd_export(args) -> None:
 
     series = dates(args.datetime)
     try:  # everything that needs no build is checked before loading one
-        check_dpi(args.dpi)
         export.check_plain(**common_options(args))
         for date in series:
             export.parse_date(date, None)

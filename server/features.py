@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from functools import lru_cache
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, current_app, render_template, request, send_file
 
 from geo import geojson
+from geo.cache import ByteCache, budget_from_env
 from layers import catalogue, formats, store
 from layers.features import (LayerFeatures, QueryError, collections as all_collections, layer_metadata,
                              parse_datetime, queryables_schema, rfc3339, temporal_properties)
@@ -37,7 +37,7 @@ MAPLIBRE_STYLE = "application/vnd.mapbox.style+json"
 QGIS_PROJECT = "application/x-qgis-project"
 ITEM_PARAMS = ("bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "f")
 CRS_PARAMS = ("crs", "bbox-crs")  # OGC API - Features Part 2, where CRS84 is the one CRS offered
-PAGE_CACHE = 32  # assembled pages kept per process (the whole-layer pages among them)
+PAGE_CACHE_ENV = "TTP_ATLAS_PAGE_CACHE_MB"  # assembled pages kept per process (whole-layer pages among them)
 
 
 class Service:
@@ -48,8 +48,14 @@ class Service:
         self.layers = {cid: LayerFeatures(atlas, c) for cid, c in all_collections().items()}
         self.started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.api = openapi.ApiContext(atlas, {lid: lf.queryables for lid, lf in self.layers.items()})
-        self.items_page = lru_cache(maxsize=PAGE_CACHE)(self._items_page)
-        self.api_document = lru_cache(maxsize=8)(self._api_document)
+        self.pages = ByteCache(budget_from_env(PAGE_CACHE_ENV, 64), size=lambda page: len(page[0]))
+
+    def items_page(self, layer_id: str, base: str, query: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
+        return self.pages.get_or_make(("items", layer_id, base, query),
+                                      lambda: self._items_page(layer_id, base, query))
+
+    def api_document(self, base: str) -> tuple[bytes, str]:
+        return self.pages.get_or_make(("api", base), lambda: self._api_document(base))
 
     def _api_document(self, base: str) -> tuple[bytes, str]:
         body = geojson.dumps(openapi.document(self.api, base))

@@ -8,12 +8,12 @@ own raster tiles, so a page needs no internet.
 from __future__ import annotations
 
 import datetime as dt
-from functools import lru_cache
 from pathlib import Path
 
 from flask import Blueprint, current_app
 
 from geo import atomic
+from geo.cache import ByteCache, budget_from_env
 from layers import catalogue, store, webmap
 from server import openapi as oas
 from server.http import bad_parameter, base_url, etag_of, not_found, params, respond
@@ -22,7 +22,7 @@ blueprint = Blueprint("maps", __name__)
 
 VENDOR_PATH = "/static/vendor"
 TILES_PATH = "/tiles"  # server.tiles: the base layer is the service's own raster tiles
-PAGE_CACHE_SIZE = 64
+PAGE_CACHE_ENV = "TTP_ATLAS_MAP_CACHE_MB"
 FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
 
@@ -31,12 +31,16 @@ def _page_cache():
     cache = current_app.extensions.get("maps.pages")
     if cache is None:
         atlas = current_app.extensions["atlas"]
+        pages = ByteCache(budget_from_env(PAGE_CACHE_ENV, 32), size=lambda page: len(page[0]))
 
         def render(view: webmap.View, asset_base: str) -> tuple[bytes, str]:
             body = webmap.page_html(atlas, view, asset_base).encode()
             return body, etag_of(body)
 
-        cache = current_app.extensions["maps.pages"] = lru_cache(maxsize=PAGE_CACHE_SIZE)(render)
+        def cache(view: webmap.View, asset_base: str) -> tuple[bytes, str]:
+            return pages.get_or_make((view, asset_base), lambda: render(view, asset_base))
+
+        current_app.extensions["maps.pages"] = cache
     return cache
 
 

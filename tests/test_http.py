@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 
 from server.app import create_app
-from server.http import ByteCache
+from geo.cache import ByteCache
 
 
 def test_health_and_readiness(server, atlas):
