@@ -4,13 +4,15 @@ PYTHON ?= python3
 SHARED_DATA := $(abspath ../shared/data/boundaries)
 export TTP_ATLAS_DATA ?= $(if $(wildcard $(SHARED_DATA)/PROVENANCE.md),$(SHARED_DATA),$(HOME)/.cache/ttp-atlas/boundaries)
 export TTP_ATLAS_BUILD ?= build
-# qgis/python3-qgis/gdal-bin: the GIS clients the tests load the service in (Debian's system python3 runs PyQGIS)
-APT_PACKAGES := chromium chromium-driver poppler-utils nginx wrk fonts-dejavu-core qgis python3-qgis gdal-bin
+# Debian packages: nginx fronts `ttp-atlas serve`; the tests also use a headless browser, a PDF
+# rasteriser, wrk, and the GIS clients the service is loaded in (QGIS 3.22 under Debian's python3, GDAL).
+SERVE_APT := nginx
+TEST_APT := $(SERVE_APT) chromium chromium-driver poppler-utils wrk fonts-dejavu-core qgis python3-qgis gdal-bin
 STAMP := .make
 
-.PHONY: run test install system-deps node-deps data build serve bench clean
+.PHONY: run test install serve-deps system-deps node-deps data build serve bench clean
 
-run: install data build serve
+run: install serve-deps data build serve
 
 test: install system-deps node-deps data
 	$(PYTHON) -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$status
@@ -20,13 +22,20 @@ $(STAMP)/install: pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[test]"
 	@mkdir -p $(STAMP) && touch $@
 
-# Debian packages the tests and benchmarks use (headless browser, PDF rasteriser, nginx, wrk).
-system-deps: $(STAMP)/system-deps
-$(STAMP)/system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Installs the Debian packages of $(1) that are missing (as root, or through sudo).
+apt_install = missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; fi
+
+serve-deps: $(STAMP)/serve-deps
+$(STAMP)/serve-deps: Makefile
+	@$(call apt_install,$(SERVE_APT))
+	@mkdir -p $(STAMP) && touch $@
+
+system-deps: $(STAMP)/system-deps
+$(STAMP)/system-deps: Makefile
+	@$(call apt_install,$(TEST_APT))
 	@mkdir -p $(STAMP) && touch $@
 
 # npm packages the tests use: the MapLibre style-spec validator (installed under .make/node).
