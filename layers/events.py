@@ -10,6 +10,7 @@ length runs in bounded memory. Nothing is downloaded; the data stays the user's.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
@@ -332,33 +333,47 @@ def _prepare(joiner: Joiner, layout: Layout, index: dict[str, int], line: int, c
     return row
 
 
-def join(locator: lookup.Locator, source: Path, out: Path, chunk: int = CHUNK) -> Summary:
+def join(locator: lookup.Locator, source: Path, out: Path, chunk: int = CHUNK, encoding: str = "utf-8-sig") -> Summary:
     """Write ``source`` to ``out`` (atomically) with ``COLUMNS`` added to every row; the Summary says
-    how many rows were placed how, and which lines were flagged."""
+    how many rows were placed how, and which lines were flagged. EventFileError for a file that cannot
+    be read or written as a whole (nothing is written then)."""
     source = Path(source)
     try:
-        handle = source.open(newline="", encoding="utf-8-sig")
+        codecs.lookup(encoding)
+    except LookupError:
+        raise EventFileError(f"unknown encoding {encoding!r}: give a Python codec name, e.g. utf-8 or "
+                             "latin-1") from None
+    try:
+        with source.open(newline="", encoding=encoding) as handle, atomic.staged_file(out) as staged, \
+                staged.open("w", newline="", encoding="utf-8") as target:
+            return _join(locator, csv.reader(handle), csv.writer(target), source, chunk)
+    except UnicodeDecodeError:
+        raise EventFileError(f"{source} is not {encoding} text: give its encoding with --encoding "
+                             "(GTD's CSV exports are latin-1)") from None
     except OSError as error:
-        raise EventFileError(f"cannot read {source}: {error.strerror}") from None
-    with handle, atomic.staged_file(out) as staged, staged.open("w", newline="", encoding="utf-8") as target:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise EventFileError(f"{source} is empty: the first line must be a header")
-        names = [h.strip().lower() for h in header]
-        layout = detect(names)
-        taken = sorted(set(COLUMNS) & set(names))
-        if taken:
-            raise EventFileError(f"{source} already has the column(s) {', '.join(taken)} that the join adds "
-                                 "(is it a joined file?)")
-        index = {name: i for i, name in enumerate(names)}
-        joiner, summary = Joiner(locator), Summary(layout=layout.name)
-        writer = csv.writer(target)
-        writer.writerow([*header, *COLUMNS])
+        raise EventFileError(f"cannot read {source} or write {out}: {error.strerror or error}") from None
+
+
+def _join(locator: lookup.Locator, reader, writer, source: Path, chunk: int) -> Summary:
+    header = next(reader, None)
+    if not header:
+        raise EventFileError(f"{source} is empty: the first line must be a header")
+    names = [h.strip().lower() for h in header]
+    layout = detect(names)
+    taken = sorted(set(COLUMNS) & set(names))
+    if taken:
+        raise EventFileError(f"{source} already has the column(s) {', '.join(taken)} that the join adds "
+                             "(is it a joined file?)")
+    index = {name: i for i, name in enumerate(names)}
+    joiner, summary = Joiner(locator), Summary(layout=layout.name)
+    writer.writerow([*header, *COLUMNS])
+    try:
         for records in _chunks(_rows(reader, len(header)), chunk):
             rows = [_prepare(joiner, layout, index, line, cells) for line, cells in records]
             writer.writerows(joiner.columns(rows, summary))
             summary.rows += len(rows)
+    except csv.Error as error:  # a NUL byte, an unclosed quote over a huge field
+        raise EventFileError(f"{source}:{reader.line_num}: not readable as CSV: {error}") from None
     summary.geonames = joiner.geonames
     return summary
 
@@ -476,22 +491,25 @@ def figure_bytes(figure: Figure, fmt: str) -> bytes:
         return buffer.getvalue()
 
 
-def report(locator: lookup.Locator, source: Path, out: Path) -> Summary:
+def report(locator: lookup.Locator, source: Path, out: Path, encoding: str = "utf-8-sig") -> Summary:
     """Write into the folder ``out`` (replaced whole): ``joined.csv``, ``monthly.csv`` (``MONTHLY_COLUMNS``
     per zone, wilayah and district) and ``chart.png``/``chart.svg``."""
-    with atomic.staged_dir(out) as folder:
-        summary = join(locator, source, folder / "joined.csv")
-        layout = next(layout for layout in LAYOUTS if layout.name == summary.layout)
-        with (folder / "joined.csv").open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            names = [h.strip().lower() for h in next(reader)]
-            table = aggregate((dict(zip(names, cells, strict=False)) for cells in reader), layout)
-        with (folder / "monthly.csv").open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(MONTHLY_COLUMNS)
-            writer.writerows(monthly_rows(table))
-        credits = [*locator.atlas.attribution([*lookup.CIVIL.values(), "wilayahs"]), *summary.credits]
-        figure = chart(table, f"Events per month: {Path(source).name}", credits)
-        for fmt in ("png", "svg"):
-            (folder / f"chart.{fmt}").write_bytes(figure_bytes(figure, fmt))
+    try:
+        with atomic.staged_dir(out) as folder:
+            summary = join(locator, source, folder / "joined.csv", encoding=encoding)
+            layout = next(layout for layout in LAYOUTS if layout.name == summary.layout)
+            with (folder / "joined.csv").open(newline="", encoding="utf-8") as handle:
+                reader = csv.reader(handle)
+                names = [h.strip().lower() for h in next(reader)]
+                table = aggregate((dict(zip(names, cells, strict=False)) for cells in reader), layout)
+            with (folder / "monthly.csv").open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(MONTHLY_COLUMNS)
+                writer.writerows(monthly_rows(table))
+            credits = [*locator.atlas.attribution([*lookup.CIVIL.values(), "wilayahs"]), *summary.credits]
+            figure = chart(table, f"Events per month: {Path(source).name}", credits)
+            for fmt in ("png", "svg"):
+                (folder / f"chart.{fmt}").write_bytes(figure_bytes(figure, fmt))
+    except OSError as error:
+        raise EventFileError(f"cannot write {out}: {error.strerror or error}") from None
     return summary

@@ -21,6 +21,7 @@ from server.http import GEOJSON, Problem, bad_parameter, json_response, params
 
 blueprint = Blueprint("lookup", __name__)
 FORMATS = {"json": oas.JSON, "geojson": GEOJSON}
+ENCODING_HELP = "the event file's text encoding (default: UTF-8; GTD's CSV exports: latin-1)"
 
 
 @blueprint.record_once
@@ -125,7 +126,7 @@ def _run_events(args, action, wrote: str) -> None:
     """Join ``args.events`` with ``action`` (events.join or events.report), the flagged rows on stderr."""
     locator = lookup.Locator(store.ensure_build(args.build, args.data))
     try:
-        summary = action(locator, args.events, args.out)
+        summary = action(locator, args.events, args.out, encoding=args.encoding)
     except events.EventFileError as error:
         raise UsageError(str(error)) from None
     for line in summary.report(args.events):
@@ -158,6 +159,7 @@ def add_commands(subparsers, common) -> None:
                     "flagged in placement and reported by line on stderr.")
     join.add_argument("events", type=Path, help="the event file (CSV)")
     join.add_argument("--out", type=Path, required=True, help="CSV file to write (atomically)")
+    join.add_argument("--encoding", default="utf-8-sig", help=ENCODING_HELP)
     join.set_defaults(run=cmd_join)
     report = subparsers.add_parser(
         "events-report", parents=[common], help="join an event file and write monthly counts per unit and a chart",
@@ -165,4 +167,5 @@ def add_commands(subparsers, common) -> None:
                     "(events and fatalities per zone, wilayah and district and month) and chart.png/chart.svg.")
     report.add_argument("events", type=Path, help="the event file (CSV)")
     report.add_argument("--out", type=Path, required=True, help="folder to write (replaced whole, atomically)")
+    report.add_argument("--encoding", default="utf-8-sig", help=ENCODING_HELP)
     report.set_defaults(run=cmd_events_report)

@@ -99,8 +99,9 @@ def test_acled(locator, tmp_path):
     report = summary.report(tmp_path / "acled.csv")
     assert any(line.endswith("acled.csv:6: unknown-place (no coordinates, and a place name the gazetteer does not "
                              "know): Nowhereabad") for line in report)
-    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in report[:-1]] == ["6", "7", "8", "9", "11"]
-    assert report[-1].endswith("11 rows (acled): 3 coordinates, 3 place-name, 1 no-location, 1 bad-coordinates, "
+    assert report[-1] == lookup.GEONAMES_CREDIT  # Alipur and Miran Shah are GeoNames towns
+    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in report[:-2]] == ["6", "7", "8", "9", "11"]
+    assert report[-2].endswith("11 rows (acled): 3 coordinates, 3 place-name, 1 no-location, 1 bad-coordinates, "
                                "1 unknown-place, 1 outside-pakistan, 1 no-date")
 
 
@@ -161,6 +162,23 @@ def test_files_it_refuses(locator, tmp_path):
         events.join(locator, rejoin, tmp_path / "out.csv")
     with pytest.raises(events.EventFileError, match="cannot read"):
         events.join(locator, tmp_path / "missing.csv", tmp_path / "out.csv")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("date,lon,lat,notes\n2023-07-01,71,34,\n2023-07-01,71,34," + "x" * 200_000 + "\n")
+    with pytest.raises(events.EventFileError, match="huge.csv:3: not readable as CSV: field larger than"):
+        events.join(locator, huge, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_encodings(locator, tmp_path):
+    latin = tmp_path / "gtd.csv"
+    latin.write_bytes("iyear,imonth,iday,latitude,longitude,city,gname,summary\n"
+                      f"2023,7,1,{PESHAWAR[0]},{PESHAWAR[1]},Peshawar,TTP,caf\u00e9 bombing\n".encode("latin-1"))
+    with pytest.raises(events.EventFileError, match="is not utf-8-sig text: give its encoding with --encoding"):
+        events.join(locator, latin, tmp_path / "out.csv")
+    out, _ = joined(locator, latin, tmp_path, encoding="latin-1")
+    assert out[0]["summary"] == "caf\u00e9 bombing" and out[0]["wilayah"] == "Peshawar"
+    with pytest.raises(events.EventFileError, match="unknown encoding 'klingon'"):
+        events.join(locator, latin, tmp_path / "out.csv", encoding="klingon")
 
 
 def test_cli(built, data_root, tmp_path):
