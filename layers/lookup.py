@@ -146,6 +146,14 @@ class Locator:
             possible.append([w for w in members if valid_from[w] <= end and valid_to[w] >= start])
         return Located(civil, country, certain, possible)
 
+    def warm(self) -> None:
+        """Build all that lookups use (trees, prepared-geometry indexes, the hierarchy, place names) now,
+        before the server forks its workers: they share it, and no request pays for it or races to build it."""
+        for layer_id in (*CIVIL.values(), "countries"):  # each geometry holds its own inner point
+            self.containing(layer_id, shapely.point_on_surface(self.atlas.geometries[layer_id]))
+        for part in ("_hierarchy", "_members", "_pakistan", "_validity", "_districts", "_place_index"):
+            getattr(self, part)
+
     # --- names ------------------------------------------------------------------------------
 
     @cached_property

@@ -26,9 +26,9 @@ ENCODING_HELP = "the event file's text encoding (default: UTF-8; GTD's CSV expor
 
 @blueprint.record_once
 def _warm(state) -> None:
-    """One locator per app, its place names loaded before the workers fork (so they share them)."""
-    locator = state.app.extensions["lookup"] = lookup.Locator(state.app.extensions["atlas"])
-    locator.places  # noqa: B018 - loads GeoNames' places once
+    """One locator per app, made ready before the workers fork (so they share it)."""
+    state.app.extensions["lookup"] = lookup.Locator(state.app.extensions["atlas"])
+    state.app.extensions["lookup"].warm()
 
 
 def place_problem(error: lookup.PlaceError) -> Problem:
