@@ -48,6 +48,7 @@ FLAGS = {
     "bad-date": "a date that cannot be read",
     "date-uncertain": "a date range (unknown day or month) over which the claimed units changed",
 }
+TEHSIL = list(lookup.CIVIL).index("tehsil")  # position of the tehsil among the civil columns
 SEPARATOR = "; "  # between several units of one row (a core and another unit's extension)
 PLACE_CACHE = 100_000  # distinct place-name tuples remembered
 REPORT_PER_FLAG = 20  # rows named on stderr per kind of flag; the summary counts them all
@@ -263,20 +264,18 @@ class Joiner:
                 continue
             civil = [self.names[key][located.civil[key][i]] for key in lookup.CIVIL]
             if row.whole_district:
-                civil[3] = ""
+                civil[TEHSIL] = ""
             if located.civil["province"][i] < 0:
                 yield [*row.cells, *empty, self._flag(row, "outside-pakistan", summary)]
                 continue
             certain = located.certain[i]
-            units = ("", "", "", "")
             if row.date_flag is None and certain != located.possible[i]:
                 row.date_flag, row.detail = "date-uncertain", f"{row.start} to {row.end}"
-            if row.date_flag is None:
-                units = self.unit_columns(certain)
-            placement = self._flag(row, row.date_flag, summary) if row.date_flag else row.placement
-            if not row.date_flag:
-                summary.placements[placement] += 1
-            yield [*row.cells, *civil, *units, placement]
+            if row.date_flag:
+                yield [*row.cells, *civil, "", "", "", "", self._flag(row, row.date_flag, summary)]
+                continue
+            summary.placements[row.placement] += 1
+            yield [*row.cells, *civil, *self.unit_columns(certain), row.placement]
 
     @staticmethod
     def _flag(row: _Row, flag: str, summary: Summary) -> str:
