@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import requests
+from openapi_spec_validator import validate
 
 from layers import lookup
 from server import openapi as oas
@@ -113,6 +114,8 @@ def test_bad_values_name_themselves(locator):
 
 def test_http_lookup(server):
     spec = requests.get(f"{server}/api", timeout=30).json()
+    validate(spec)
+    assert spec["paths"]["/lookup"]["get"]["operationId"] == "lookup"
     response = requests.get(f"{server}/lookup", params={"lon": PESHAWAR[0], "lat": PESHAWAR[1],
                                                         "datetime": "2023-07-01"}, timeout=30)
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
