@@ -7,6 +7,7 @@ named place; the join adds the same answer, per row and per row's own date, to a
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import sys
 from pathlib import Path
@@ -125,6 +126,7 @@ def cmd_lookup(args) -> None:
 def _run_events(args, action, wrote: str) -> None:
     """Join ``args.events`` with ``action`` (events.join or events.report), the flagged rows on stderr."""
     locator = lookup.Locator(store.ensure_build(args.build, args.data))
+    gc.freeze()  # the loaded atlas stays out of the collections that the join's many small objects set off
     try:
         summary = action(locator, args.events, args.out, encoding=args.encoding)
     except events.EventFileError as error:
