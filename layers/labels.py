@@ -3,8 +3,9 @@
 A unit is labelled inside its own part (the core, never core and extension together) at the pole of
 inaccessibility of that part's largest polygon, the point farthest from its edges, where a label
 reads as "inside". Extensions get their own label, "<name> (possible extension)", at a lower
-priority. ``web_min_zooms`` resolves collisions per web zoom once, so a web map only has to show
-each label from its minimum zoom up.
+priority. Place names (``layers.places``) come after every unit: a name beside its marker.
+``web_min_zooms`` resolves collisions per web zoom once, across units and places, so a web map only
+has to show each label from its minimum zoom up.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import numpy as np
 import shapely
 from shapely.ops import polylabel
 
+from layers import places as places_model
 from layers import style
 
 POLYLABEL_TOLERANCE = 0.01  # degrees (~1 km): finer changes nothing a reader can see
-PRIORITY = {"core": 0, "extension": 1}
+PRIORITY = {"core": 0, "extension": 1, "place": 2}  # a place's label: 2 + its rank among the places
 NEVER = 99  # min zoom of a label that collides at every zoom
 TILE_PX = 256
 CHAR_WIDTH_EM, LINE_HEIGHT_EM = 0.6, 1.3  # a label box from its text, without measuring a font
@@ -31,8 +33,12 @@ class Label:
     text: str  # e.g. "Zhob" or "Zhob (possible extension)"
     lon: float  # anchor: pole of inaccessibility of the feature's own part
     lat: float
-    priority: int  # 0 = most important (core units), larger = less (extensions, ...)
-    part: str  # "core" | "extension"
+    priority: int  # 0 = most important (core units), larger = less (extensions, places, ...)
+    part: str  # "core" | "extension" | "place"
+    # Boxes the label may take on the web map, best first, in CSS px around the anchor (left, top, right,
+    # bottom; y down; each holds the anchor): a place's name beside its marker on one of PLACE_SIDES.
+    # Empty: the text centred on the anchor, at the font size asked for.
+    boxes_px: tuple[tuple[float, float, float, float], ...] = ()
 
 
 def largest_polygon(geom: shapely.Geometry) -> shapely.Geometry:
@@ -63,6 +69,28 @@ def unit_labels(atlas, layer_id: str, as_of: str) -> list[Label]:
     return [label for *_, label in sorted(found, key=lambda row: row[:2])]
 
 
+# Where a place's name goes beside its marker, best first ("above-right": its lower edge at the marker's top)
+PLACE_SIDES = ("right", "above-right", "below-right", "left", "above", "below")
+
+
+def place_boxes(place: places_model.Place) -> tuple[tuple[float, float, float, float], ...]:
+    """A place's boxes on the web map, one per side of ``PLACE_SIDES``: its marker at the anchor, its
+    name beside it."""
+    look = style.PLACE_STYLES[place.kind]
+    half, line = look.size / 2, LINE_HEIGHT_EM * look.font.size
+    width, gap = CHAR_WIDTH_EM * look.font.size * len(place.name), style.PLACE_GAP
+    side_half, mid_half, right = max(look.size, line) / 2, max(half, width / 2), half + gap + width
+    return ((-half, -side_half, right, side_half), (-half, -half - line, right, half), (-half, -half, right, half + line),
+            (-half - gap - width, -side_half, half, side_half), (-mid_half, -half - gap - line, mid_half, half),
+            (-mid_half, -half, mid_half, half + gap + line))
+
+
+def place_labels(places: list[places_model.Place]) -> list[Label]:
+    """Labels of places (``layers.places``), after every unit label and in the places' own order."""
+    return [Label(place.id, place.name, place.lon, place.lat, PRIORITY["place"] + place.priority, "place",
+                  place_boxes(place)) for place in places]
+
+
 def world_pixels(labels: list[Label]) -> np.ndarray:
     """Anchors as fractions of the web-mercator world (x right, y down): pixels at zoom z are * 256 * 2**z."""
     half = mercantile.xy(180.0, 0.0)[0]
@@ -76,31 +104,52 @@ def box_sizes(labels: list[Label], font_px: int) -> np.ndarray:
                     dtype=float).reshape(-1, 2)
 
 
-def overlap(centre_a, size_a, centre_b, size_b, zoom: int) -> bool:
-    """Whether two centred label boxes overlap on screen at ``zoom``."""
-    scale = TILE_PX * 2 ** zoom
-    gap = np.abs(np.subtract(centre_a, centre_b)) * scale
-    return bool(np.all(gap < (np.asarray(size_a) + np.asarray(size_b)) / 2))
+def box_extents(labels: list[Label], font_px: int) -> list[np.ndarray]:
+    """Per label, its candidate boxes (left, top, right, bottom) in screen pixels around its anchor: its
+    own ``boxes_px``, or its text centred on the anchor."""
+    half = box_sizes(labels, font_px) / 2
+    return [np.array(label.boxes_px or [(-w, -h, w, h)], dtype=float)
+            for label, (w, h) in zip(labels, half, strict=True)]
 
 
-def web_min_zooms(labels: list[Label], font_px: int = 12, zooms=range(3, 15)) -> dict[str, int]:
-    """Feature id -> the lowest zoom from which its label shows clear of every label of higher priority.
+def overlaps(centre, box, centres, boxes, zooms) -> np.ndarray:
+    """Per row, whether the label box (extents around its anchor) at ``centre`` overlaps the row's box on
+    screen at the row's zoom."""
+    gap = (np.asarray(centres) - centre) * (TILE_PX * 2.0 ** np.asarray(zooms, dtype=float))[:, None]
+    return np.all((box[:2] - boxes[:, 2:] < gap) & (gap < box[2:] - boxes[:, :2]), axis=1)
 
-    Greedy by priority (ties keep the given order). Label boxes have a fixed size in pixels while
-    the distances between anchors double with each zoom, so two labels clear of each other at a zoom
-    stay clear at every higher one: showing each label from its min zoom up never overlaps. Labels
-    that collide even at the highest zoom get ``NEVER`` (99).
+
+def web_min_zooms(labels: list[Label], font_px: int = 12, zooms=range(3, 15),
+                  floors: dict[str, float] | None = None) -> dict[str, int]:
+    """Feature id -> the lowest zoom from which its label shows clear of every label of higher priority
+    (and not below its ``floors`` entry, the zoom its layer or kind of place starts at)."""
+    return {fid: zoom for fid, (zoom, _) in web_placements(labels, font_px, zooms, floors).items()}
+
+
+def web_placements(labels: list[Label], font_px: int = 12, zooms=range(3, 15),
+                   floors: dict[str, float] | None = None) -> dict[str, tuple[int, int]]:
+    """Feature id -> (min zoom, which of its boxes): the lowest zoom from which one of its boxes (the
+    first such) is clear of every label of higher priority, not below its ``floors`` entry.
+
+    Greedy by priority (ties keep the given order). Label boxes have a fixed size in pixels and each
+    holds its anchor, while the distances between anchors double with each zoom, so two labels clear of
+    each other at a zoom stay clear at every higher one: showing each label from its min zoom up never
+    overlaps. Labels that collide even at the highest zoom get ``NEVER`` (99).
     """
     zooms = sorted(zooms)
     order = sorted(range(len(labels)), key=lambda i: labels[i].priority)
-    centres, sizes = world_pixels(labels), box_sizes(labels, font_px)
-    placed: list[tuple[int, int]] = []  # (label index, min zoom)
+    centres, candidates = world_pixels(labels), box_extents(labels, font_px)
+    placed, placed_boxes, placed_zooms = [], [], []  # label indices, their boxes and min zooms
     result = {}
     for i in order:
-        zoom = next((z for z in zooms
-                     if not any(overlap(centres[i], sizes[i], centres[j], sizes[j], max(z, zj)) for j, zj in placed)),
-                    NEVER)
-        result[labels[i].feature_id] = zoom
+        floor = (floors or {}).get(labels[i].feature_id, zooms[0])
+        others = np.array(placed_boxes, dtype=float).reshape(-1, 4)
+        zoom, side = next(((z, k) for z in zooms if z >= floor for k, box in enumerate(candidates[i])
+                           if not overlaps(centres[i], box, centres[placed], others,
+                                           np.maximum(z, placed_zooms)).any()), (NEVER, 0))
+        result[labels[i].feature_id] = (zoom, side)
         if zoom != NEVER:
-            placed.append((i, zoom))
+            placed.append(i)
+            placed_boxes.append(candidates[i][side])
+            placed_zooms.append(zoom)
     return result

@@ -101,6 +101,34 @@ LABEL_STYLES = {
     "provinces": Font(size=11.0, colour="#5f5f5f", italic=True, min_zoom=5),
 }
 
+
+@dataclass(frozen=True)
+class PlaceStyle:
+    """How one kind of place is drawn: a marker (``star``, ``ring``: a dot in a circle, or ``dot``) of
+    ``size`` px across, and its name beside it in ``font``, shown from ``font.min_zoom``. Names are in
+    regular weight, so they never read as the bold unit labels."""
+
+    title: str
+    marker: str
+    size: float  # px, the marker's width
+    fill: str
+    stroke: str
+    stroke_width: float
+    font: Font
+
+
+# Place names (layers/places.py), most important first: capitals from the first view, cities closer in.
+PLACE_STYLES = {
+    "national-capital": PlaceStyle("National capital", "star", 11.0, INK, HALO, 0.8,
+                                   Font(size=12.0, colour=INK, min_zoom=3)),
+    "provincial-capital": PlaceStyle("Provincial or territorial capital", "ring", 9.0, HALO, INK, 1.6,
+                                     Font(size=11.0, colour=INK, min_zoom=3)),
+    "city": PlaceStyle("City", "dot", 5.0, "#5f5f5f", HALO, 0.8,
+                       Font(size=10.0, colour="#4a4a4a", min_zoom=6)),
+}
+PLACE_GAP = 3.0  # px between a place's marker and its name
+MINOR_CITY_MIN_ZOOM = 8  # cities of the second tier (layers/places.yaml) show from this web zoom
+
 # Bottom to top. Renderers draw every fill in this order, then every outline in this order, then labels,
 # so unit outlines lie over civil borders. Zones duplicate the units' fills: the atlas leaves them out.
 DRAW_ORDER = ("countries", "tehsils", "districts", "divisions", "tribal-districts", "provinces", "zones",

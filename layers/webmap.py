@@ -3,7 +3,8 @@
 folium loads Leaflet, jQuery, Bootstrap and marker fonts from public CDNs; this map needs only Leaflet,
 taken from the ``xstatic-leaflet`` package (the version folium expects) and either linked from the
 service (``asset_base``) or inlined (a self-contained file). Colours, hatches and legend classes come
-from ``layers.style``, label positions and the zoom each label shows from ``layers.labels``;
+from ``layers.style``, label positions and the zoom each label shows from ``layers.labels``, across
+unit labels and place names (``layers.places``: capitals from the first view, cities closer in);
 geometry is simplified for a Pakistan-wide view (``atlas.generalised``). The page fits its bounds in
 the browser, to the screen it finds, and its legend follows the layers switched on and the zoom.
 """
@@ -28,7 +29,7 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, disputed, features, labels, style, tiles, wilayahs
+from layers import catalogue, disputed, features, labels, places, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
@@ -47,6 +48,7 @@ LABEL_BOX_PX = 2
 MAX_IDS = 500  # features a preview map may be asked to show by id
 DISPUTED_HOSTS = frozenset({"countries", "provinces"})  # layers whose borders the disputed lines mark
 DISPUTED_KEY = "Disputed boundary: status not agreed (see the note)"
+PLACES_TITLE = "Place names"
 UNKNOWN = "Status unknown since"  # how the wilayah file's notes start for a continuation (layers/wilayahs.yaml)
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
@@ -232,11 +234,9 @@ def layer_features(atlas, layer_id: str, indices: list[int]) -> list[dict]:
     return [f for f in found if f["geometry"] is not None]
 
 
-def view_labels(atlas, layer_id: str, view: View, indices: list[int]) -> list[tuple[labels.Label, int]]:
-    """(label, web min zoom) of every shown feature, collisions resolved per zoom by ``layers.labels``.
-
-    A preview of features from several periods labels each feature as at its own first day.
-    """
+def unit_labels(atlas, layer_id: str, view: View, indices: list[int]) -> list[labels.Label]:
+    """The label of every shown feature, most important first. A preview of features from several
+    periods labels each feature as at its own first day."""
     features = atlas.collections[layer_id]["features"]
     wanted = {features[i]["id"] for i in indices}
     days = sorted({features[i]["properties"]["valid_from"] for i in indices}) if view.ids else [view.as_of]
@@ -245,11 +245,24 @@ def view_labels(atlas, layer_id: str, view: View, indices: list[int]) -> list[tu
         for label in labels.unit_labels(atlas, layer_id, day):
             if label.feature_id in wanted:
                 found.setdefault(label.feature_id, label)
-    chosen = sorted(found.values(), key=lambda label: label.priority)
-    font = style.LABEL_STYLES[layer_id]
+    return sorted(found.values(), key=lambda label: label.priority)
+
+
+def shown_places(view: View) -> list[places.Place]:
+    """The places a map names: all of them, except on a preview of a few features."""
+    return [] if view.ids else list(places.places())
+
+
+def view_labels(units: list[labels.Label], shown: list[places.Place]) -> list[tuple[labels.Label, float, str]]:
+    """(label, web min zoom, side) of the units' labels and the places' names, collisions resolved per
+    zoom across both by ``layers.labels`` (units first), each from its own layer's or kind's zoom up;
+    the side of its marker a place's name takes (``labels.PLACE_SIDES``)."""
+    font = style.LABEL_STYLES["wilayahs"]
+    chosen = units + labels.place_labels(shown)
+    floors = {label.feature_id: font.min_zoom for label in units} | {p.id: p.min_zoom for p in shown}
     steps = [MIN_ZOOM + i * ZOOM_STEP for i in range(round((MAX_ZOOM - MIN_ZOOM) / ZOOM_STEP) + 1)]
-    zooms = labels.web_min_zooms(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=steps)
-    return [(label, max(zooms[label.feature_id], font.min_zoom)) for label in chosen]
+    found = labels.web_placements(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=steps, floors=floors)
+    return [(label, found[label.feature_id][0], labels.PLACE_SIDES[found[label.feature_id][1]]) for label in chosen]
 
 
 def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[float]]:
@@ -263,6 +276,34 @@ def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[floa
 
 
 # --- styles ------------------------------------------------------------------------------------
+
+def place_marker(kind: str) -> str:
+    """A place's marker as inline SVG, ``size`` px across, from its style: on the map and in the legend."""
+    look = style.PLACE_STYLES[kind]
+    half = look.size / 2
+    attrs = f'fill="{look.fill}" stroke="{look.stroke}" stroke-width="{look.stroke_width:g}"'
+    if look.marker == "star":
+        points = " ".join(f"{half + (half if k % 2 == 0 else half * 0.45) * math.sin(k * math.pi / 5):.2f},"
+                          f"{half - (half if k % 2 == 0 else half * 0.45) * math.cos(k * math.pi / 5):.2f}"
+                          for k in range(10))
+        shape = f'<polygon points="{points}" {attrs} stroke-linejoin="round"/>'
+    else:
+        shape = f'<circle cx="{half:g}" cy="{half:g}" r="{half - look.stroke_width / 2:g}" {attrs}/>'
+        if look.marker == "ring":
+            shape += f'<circle cx="{half:g}" cy="{half:g}" r="{look.size / 5:g}" fill="{look.stroke}"/>'
+    return (f'<svg class="atlas-marker" width="{look.size:g}" height="{look.size:g}" '
+            f'viewBox="0 0 {look.size:g} {look.size:g}" aria-hidden="true">{shape}</svg>')
+
+
+def place_entries(shown: list[places.Place]) -> list[tuple[str, str, int, list[tuple[dict, str]]]]:
+    """Legend entries of the places named, each shown from the zoom its places show from: capitals, cities."""
+    entries = []
+    for kinds in (("national-capital", "provincial-capital"), ("city",)):
+        if found := [p for p in shown if p.kind in kinds]:
+            keys = [({"marker": k}, style.PLACE_STYLES[k].title) for k in kinds if any(p.kind == k for p in found)]
+            entries.append(("places", PLACES_TITLE, min(p.min_zoom for p in found), keys))
+    return entries
+
 
 def hatch_id(look: dict) -> str:
     """The SVG pattern id of a hatched style: one pattern per colour and line geometry."""
@@ -326,7 +367,10 @@ def hatch_patterns(looks: list[dict]) -> str:
 
 
 def _swatch(path: dict) -> str:
-    """A legend swatch drawn with the very path options of the map (``leaflet_style``): an area, or a line."""
+    """A legend swatch drawn with the very path options of the map (``leaflet_style``): an area, or a line;
+    or a place's marker."""
+    if "marker" in path:
+        return place_marker(path["marker"])
     dash = f' stroke-dasharray="{path["dashArray"]}"' if path.get("dashArray") else ""
     if path.get("fill") is False:
         casing = disputed_paths()[0] if path.get("className") == "atlas-disputed" else None
@@ -351,9 +395,10 @@ def legend_keys(layer_id: str, props_list: list[dict]) -> list[tuple[dict, str]]
     return keys
 
 
-def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, str]]]], note: str = "") -> str:
+def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, str]]]],
+                notes: tuple[str, ...] = ()) -> str:
     """The legend: per layer (group key, title, min zoom, keys), each shown by the page's script only while
-    its layer is on and legible at the zoom; then ``note`` (the boundary disclaimer)."""
+    its layer is on and legible at the zoom; then the ``notes`` (the boundary disclaimer, credits)."""
     esc = html.escape
     items = []
     for group, title, min_zoom, keys in entries:
@@ -362,7 +407,7 @@ def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, 
         items.append(f'<li data-layer="{esc(group)}" data-min-zoom="{min_zoom}">{heading}<ul>{rows}</ul></li>')
     return (f'<details class="atlas-legend{" compact" if view.embed else ""}" id="atlas-legend" open>'
             f'<summary>Legend</summary><ul class="keys">{"".join(items)}</ul>'
-            f'{f"<p class=note>{esc(note)}</p>" if note else ""}</details>')
+            f'{"".join(f"<p class=note>{esc(note)}</p>" for note in notes)}</details>')
 
 
 # --- the header: title, date, period, caveat, date links -----------------------------------------
@@ -453,7 +498,24 @@ html, body { display: flex; flex-direction: column; }
   color: {{ font.colour }}; text-shadow: 0 0 {{ font.halo_width }}px {{ font.halo }},
   0 0 {{ font.halo_width * 2 }}px {{ font.halo }}, 0 0 3px {{ font.halo }};
   pointer-events: none; }
-{% for q in min_zooms %}.below-q{{ q }} .min-q{{ q }} { display: none; }
+.atlas-place span { display: flex; align-items: center; gap: {{ place_gap }}px; }
+.atlas-place b { font-weight: normal; }
+.atlas-side-left span { flex-direction: row-reverse; }
+.atlas-side-above span { flex-direction: column-reverse; }
+.atlas-side-below span { flex-direction: column; }
+.atlas-side-above-right span { align-items: flex-end; }
+.atlas-side-below-right span { align-items: flex-start; }
+{% for kind, look in places.items() %}{% set half = look.size / 2 %}.atlas-place-{{ kind }} span {
+  font: {{ look.font.size }}px/{{ line_em }} "{{ look.font.family }}", Arial, sans-serif; color: {{ look.font.colour }}; }
+.atlas-place-{{ kind }}.atlas-side-right span { transform: translate(-{{ half }}px, -50%); }
+.atlas-place-{{ kind }}.atlas-side-above-right span { transform: translate(-{{ half }}px, calc({{ half }}px - 100%)); }
+.atlas-place-{{ kind }}.atlas-side-above-right b { margin-bottom: {{ look.size }}px; }
+.atlas-place-{{ kind }}.atlas-side-below-right span { transform: translate(-{{ half }}px, -{{ half }}px); }
+.atlas-place-{{ kind }}.atlas-side-below-right b { margin-top: {{ look.size }}px; }
+.atlas-place-{{ kind }}.atlas-side-left span { transform: translate(calc({{ half }}px - 100%), -50%); }
+.atlas-place-{{ kind }}.atlas-side-above span { transform: translate(-50%, calc({{ half }}px - 100%)); }
+.atlas-place-{{ kind }}.atlas-side-below span { transform: translate(-50%, -{{ half }}px); }
+{% endfor %}{% for q in min_zooms %}.below-q{{ q }} .min-q{{ q }} { display: none; }
 {% endfor %}
 .atlas-header { order: -1; flex: none; padding: 6px 10px; background: #fff; border-bottom: 1px solid #bbb;
   font: 13px/1.35 "DejaVu Sans", Arial, sans-serif; color: {{ ink }}; }
@@ -525,6 +587,12 @@ class MapScript(MacroElement):
             L.marker([l[1], l[2]], {interactive: false, keyboard: false, icon: L.divIcon({
                 className: "atlas-label min-q" + l[3], html: "<span>" + l[0] + "</span>", iconSize: [0, 0]})
             }).addTo(groups[opts.labelled]);
+        });
+        opts.places.forEach(function(p) {
+            L.marker([p[1], p[2]], {interactive: false, keyboard: false, icon: L.divIcon({
+                className: "atlas-label atlas-place atlas-place-" + p[4] + " atlas-side-" + p[5] + " min-q" + p[3],
+                html: "<span>" + opts.markers[p[4]] + "<b>" + p[0] + "</b></span>", iconSize: [0, 0]})
+            }).addTo(groups.places);
         });
         var legend = L.control({position: "bottomleft"});
         var box;
@@ -697,7 +765,7 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     _assets(fmap, asset_base)
     basemap = add_basemaps(fmap, atlas, view, tiled)
     groups = {"basemap": basemap} if basemap else {}
-    entries, looks, label_rows = [], [], []
+    entries, looks, units = [], [], []
     indices = {lid: shown_indices(atlas, lid, view) for lid in shown}
     lines = disputed_features(atlas) if DISPUTED_HOSTS & {*shown, *tiled} else []
     # The layer whose group draws the disputed lines (the tiles draw them when no such layer is a vector).
@@ -715,24 +783,40 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         if keys := [*legend_keys(lid, props), *(line_key if lid == host else [])]:
             entries.append((lid, catalogue.layer(lid).title, min_zoom, keys))
         if lid in style.LABEL_STYLES and catalogue.layer(lid).claimed:
-            label_rows += [[html.escape(label.text), round(label.lat, 5), round(label.lon, 5), quarters(zoom)]
-                           for label, zoom in view_labels(atlas, lid, view, indices[lid])]
+            units += unit_labels(atlas, lid, view, indices[lid])
+    named = shown_places(view)
+    if named:  # over every layer, in no layer of the control: names are context for all of them
+        groups["places"] = folium.FeatureGroup(name=PLACES_TITLE, control=False).add_to(fmap)
+        entries += place_entries(named)
+    kinds = {p.id: p.kind for p in named}
+    label_rows, place_rows = [], []
+    for label, zoom, side in view_labels(units, named):
+        row = [html.escape(label.text), round(label.lat, 5), round(label.lon, 5), quarters(zoom)]
+        if label.part == "place":
+            place_rows.append(row + [kinds[label.feature_id], side])
+        else:
+            label_rows.append(row)
     control = folium.LayerControl(collapsed=True)
     control.add_to(fmap)
     thresholds = sorted({quarters(layer_min_zoom(lid, shown)) for lid in [*shown, *tiled]}
-                        | {row[3] for row in label_rows})
+                        | {row[3] for row in label_rows + place_rows})
     thresholds = [q for q in thresholds if q > quarters(MIN_ZOOM)]
     root = fmap.get_root()
     root.header.add_child(Element(CSS.render(background=style.BACKGROUND, ink=style.INK, min_zooms=thresholds,
-                                             wide=WIDE_PX, embed=view.embed, font=style.LABEL_STYLES["wilayahs"])),
+                                             wide=WIDE_PX, embed=view.embed, font=style.LABEL_STYLES["wilayahs"],
+                                             places=style.PLACE_STYLES, place_gap=style.PLACE_GAP,
+                                             line_em=labels.LINE_HEIGHT_EM)),
                           name="atlas_css")
     root.html.add_child(Element(hatch_patterns(looks)), name="hatch_patterns")
     root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), unit_count(atlas, view.as_of))),
                         name="header")
     drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
+    credits = [places.GEONAMES_CREDIT] if named else []
     MapScript(groups, control, {
-        "attribution": atlas.attribution(drawn), "legend": legend_html(view, entries, disputed.NOTE if lines else ""),
-        "labels": label_rows, "labelled": "wilayahs", "thresholds": thresholds, "step": ZOOM_STEP,
+        "attribution": atlas.attribution(drawn) + credits,
+        "legend": legend_html(view, entries, ((disputed.NOTE,) if lines else ()) + tuple(credits)),
+        "labels": label_rows, "labelled": "wilayahs", "places": place_rows,
+        "markers": {kind: place_marker(kind) for kind in style.PLACE_STYLES}, "thresholds": thresholds, "step": ZOOM_STEP,
         "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed,
         "fold_cost": FOLD_COST}).add_to(fmap)
     return fmap
