@@ -275,15 +275,18 @@ class _Cutter:
 
     Where every feature touching a tile contains it wholly (or none touches it), every tile below is cut
     the same: such a subtree is written as one tile per zoom with a run length (PMTiles deduplicates the
-    bytes) instead of being cut tile by tile. PNG tiles share only where no feature touches (hatches
-    run on across tile edges, so a filled tile differs from its neighbour).
+    bytes) instead of being cut tile by tile. PNG tiles of hatched layers are not shared (hatches run on
+    across tile edges, so a filled tile differs from its neighbour).
     """
 
-    def __init__(self, source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str):
+    def __init__(self, source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str,
+                 bounds=None):
         self.source, self.tileset, self.minzoom, self.maxzoom, self.fmt = source, tileset, minzoom, maxzoom, fmt
         self.selection = source.selection(tileset, period)
         self.chosen = {lid: np.asarray(indices) for lid, indices in self.selection}
-        self.bounds = source.pyramid_bounds[tileset]
+        self.bounds = bounds or source.pyramid_bounds[tileset]
+        self.hatched = {lid for lid in catalogue.LAYER_IDS if fmt == "png" and any(
+            cls.symbol.hatch for cls in style.LAYER_STYLES[lid].classes)}
         # per zoom, each layer's distinct generalised indexes from that zoom down (a tile shares its
         # cut with its subtree only if that holds at every level the subtree is cut from)
         self.levels = {z: [(lid, list({id(ix): ix for ix in (source.index(lid, d) for d in range(z, maxzoom + 1))}.values()))
@@ -306,7 +309,7 @@ class _Cutter:
                 hits, contains = geotiles.cover(index, z, x, y)
                 if lid in self.chosen:
                     contains = contains[np.isin(hits, self.chosen[lid])]
-                if not contains.all():
+                if not contains.all() or (contains.size and lid in self.hatched):
                     return None
                 touched = touched or contains.size > 0
         if self.disputed is not None and geotiles.cover(self.disputed, z, x, y)[0].size:
@@ -320,7 +323,7 @@ class _Cutter:
             uniform = self.uniform(z, x, y)
             if uniform == "empty" and (self.fmt == "mvt" or self.tileset != ATLAS):
                 return  # nothing below (the atlas's PNG draws the sea: one shared tile)
-            shared = uniform == "empty" or (uniform == "full" and self.fmt == "mvt")
+            shared = uniform is not None
         if not shared and roots is not None and z == PARALLEL_ZOOM:
             roots.append((z, x, y))
             return
@@ -354,16 +357,16 @@ def workers_available() -> int:
 
 
 def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str = "mvt",
-            workers: int | None = None) -> list[tuple[int, int, bytes]]:
-    """(tile id, run length, stored bytes) of every non-empty tile of the range over the tileset's
-    ``pyramid_bounds``, in PMTiles tile-id order: a run is that many consecutive tile ids with the same
+            workers: int | None = None, bounds=None) -> list[tuple[int, int, bytes]]:
+    """(tile id, run length, stored bytes) of every non-empty tile of the range over ``bounds`` (default:
+    the tileset's ``pyramid_bounds``), in PMTiles tile-id order: a run is that many consecutive tile ids with the same
     bytes. Subtrees from PARALLEL_ZOOM are cut by ``workers`` forked processes (default: every core)."""
     global _CUTTER
     check_tileset(tileset)
     check_range(minzoom, maxzoom)
     if fmt not in FORMATS:
         raise TileError(f"format {fmt!r} is invalid; valid: {', '.join(FORMATS)}")
-    cutter = _Cutter(source, tileset, minzoom, maxzoom, period, fmt)
+    cutter = _Cutter(source, tileset, minzoom, maxzoom, period, fmt, bounds)
     roots: list[tuple[int, int, int]] = []
     runs = list(cutter.walk(0, 0, 0, roots=roots))
     workers = workers or workers_available()
@@ -383,7 +386,8 @@ def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period
 
 
 def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom: int = MIN_ZOOM,
-                  maxzoom: int = MAX_ZOOM, period=None, fmt: str = "mvt", workers: int | None = None) -> dict:
+                  maxzoom: int = MAX_ZOOM, period=None, fmt: str = "mvt", workers: int | None = None,
+                  bounds=None) -> dict:
     """Write the pyramid to ``path`` (.pmtiles or .mbtiles; gzip-compressed MVT or PNG), atomically.
 
     Empty tiles are left out, as tippecanoe does; readers treat a missing tile as empty. Identical
@@ -394,12 +398,13 @@ def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom:
     if path.suffix not in ARCHIVE_SUFFIXES:
         raise TileError(f"archive {path} must end in {' or '.join(ARCHIVE_SUFFIXES)}")
     period = period or parse_datetime(None)
-    runs = pyramid(source, tileset, minzoom, maxzoom, period, fmt, workers)
+    bounds = bounds or source.pyramid_bounds[tileset]
+    runs = pyramid(source, tileset, minzoom, maxzoom, period, fmt, workers, bounds)
     if not runs:
         raise TileError("no tile in the range has any feature: nothing to write")
     meta = source.tilejson(tileset, "", minzoom, maxzoom)
     meta.pop("tiles")
-    meta["bounds"] = [round(v, 6) for v in source.pyramid_bounds[tileset]]
+    meta["bounds"] = [round(v, 6) for v in bounds]
     meta["ttp_atlas"] = {"tileset": tileset, "datetime": list(period), "build_id": source.atlas.build_id,
                          "format": fmt}
     with staged_file(path) as tmp:

@@ -14,7 +14,8 @@ from layers import store
 from server.http import Problem, problem_response
 
 # Each module is one feature's HTTP face: a ``blueprint`` and, for the CLI, ``add_commands``.
-FEATURE_MODULES = ("server.features", "server.maps", "server.tiles", "server.exports", "server.styles", "server.lookup")
+FEATURE_MODULES = ("server.features", "server.maps", "server.tiles", "server.exports", "server.styles", "server.lookup",
+                   "server.publish")
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_URL_LENGTH = 4096
 
