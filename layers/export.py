@@ -37,7 +37,7 @@ from pyproj import Transformer
 
 from geo import atomic, gazetteer, paper
 from geo.geometry import polygonal, reproject
-from layers import catalogue, disputed, features, labels, style, wilayahs
+from layers import catalogue, disputed, features, labels, places, style, wilayahs
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +421,9 @@ def wrap(text: str, width_mm: float, font_pt: float) -> list[str]:
 
 # --- legend and credits (plain data) --------------------------------------------------------------
 
-def legend_entries(shown: list[Shown], disputed_shown: bool = False) -> list[dict]:
-    """Legend rows for what is drawn, in sections: zones, confidence, boundaries. Only what is shown."""
+def legend_entries(shown: list[Shown], disputed_shown: bool = False, place_kinds=()) -> list[dict]:
+    """Legend rows for what is drawn, in sections: zones, confidence, boundaries, place names (the kinds
+    of place named). Only what is shown."""
     claimed = [f["properties"] for s in shown if catalogue.layer(s.layer_id).claimed for f in s.features]
     rows: list[dict] = []
     zones = [z for z in style.ZONE_COLOURS if any(p.get("zone") == z for p in claimed)]
@@ -447,6 +448,11 @@ def legend_entries(shown: list[Shown], disputed_shown: bool = False) -> list[dic
                          "gid": "legend-disputed"})
         rows += [{"kind": "swatch", "label": catalogue.layer(lid).title, "style": style.feature_style(lid, {}),
                   "gid": f"legend-{lid}"} for lid in reversed(civil)]
+    kinds = [kind for kind in style.PLACE_STYLES if kind in place_kinds]
+    if kinds:
+        rows.append({"kind": "header", "label": "Place names"})
+        rows += [{"kind": "marker", "label": style.PLACE_STYLES[k].title, "marker": k, "gid": f"legend-place-{k}"}
+                 for k in kinds]
     return rows
 
 
@@ -461,13 +467,15 @@ def publications(shown: list[Shown]) -> list[str]:
     return list(seen)
 
 
-def credit_lines(atlas, shown: list[Shown], claimed: bool, disputed_shown: bool = False) -> list[str]:
-    """Caveat, boundary note, wilayah sources and data licences: the footer, before wrapping."""
+def credit_lines(atlas, shown: list[Shown], claimed: bool, disputed_shown: bool = False,
+                 places_shown: bool = False) -> list[str]:
+    """Caveat, boundary note, wilayah sources and data licences (GeoNames' when places are named): the
+    footer, before wrapping."""
     lines = ([catalogue.CAVEAT] if claimed else []) + ([disputed.NOTE] if disputed_shown else [])
     sources = publications(shown)
     if sources:
         lines.append("Claimed units as reported by: " + "; ".join(sources) + ".")
-    credits = atlas.attribution([s.layer_id for s in shown])
+    credits = atlas.attribution([s.layer_id for s in shown]) + ([places.GEONAMES_CREDIT] if places_shown else [])
     lines.append("Data: " + "; ".join(credits) + f". Transverse Mercator projection. ttp-atlas build {atlas.build_id}.")
     return lines
 
@@ -756,6 +764,72 @@ def place_district_labels(ax, shown: list[Shown], view: View, scale: float, take
                 draw_text(ax, (x, y), text, look, "district", scale)
 
 
+def scale_zoom(view: View) -> int:
+    """The web zoom whose CSS pixel covers as much ground as the paper's: places show as on the web map."""
+    return web_zoom(view.metres_per_pt * PX_TO_PT, (view.lonlat[1] + view.lonlat[3]) / 2)
+
+
+def named_places(view: View) -> list[places.Place]:
+    """The places a map may name at its scale (``layers.places``), most important first."""
+    return places.places_in(view.lonlat, scale_zoom(view))
+
+
+# Where a place's name goes around its marker, best first: (x, y) in marker widths and text sizes,
+# as on the web map (``labels.PLACE_SIDES``): right, above right, below right, left, above, below.
+PLACE_SPOTS = ((1, 0), (1, 1), (1, -1), (-1, 0), (0, 1), (0, -1))
+
+
+def draw_marker(ax, xy, kind: str, scale: float, gid: str) -> None:
+    """A place's marker from ``layers.style``: a star, a dot in a ring, or a dot."""
+    look = style.PLACE_STYLES[kind]
+    size = look.size * PX_TO_PT * scale
+    marker = {"star": "*", "ring": "o", "dot": "o"}[look.marker]
+    ax.plot(*xy, marker=marker, markersize=size * (1.35 if marker == "*" else 1.0), markerfacecolor=look.fill,
+            markeredgecolor=look.stroke, markeredgewidth=look.stroke_width * PX_TO_PT * scale, zorder=6, gid=gid)
+    if look.marker == "ring":
+        ax.plot(*xy, marker="o", markersize=size * 0.4, color=look.stroke, markeredgewidth=0, zorder=6, gid=gid)
+
+
+def name_places(ax, view: View, scale: float, taken: list[Bbox]) -> list[places.Place]:
+    """Name the places of the map's scale, after the units: each with its marker and its name on the
+    first side of it clear of every label placed so far; a capital with no such side is called out
+    with a leader line, as a unit is; a city with none is left out (places are context). Returns the
+    places named."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    to_data = ax.transData.inverted()
+    points = ax.figure.dpi / 72
+    named = []
+    for place in named_places(view):
+        look = style.PLACE_STYLES[place.kind]
+        text_look = {"fontsize": look.font.size * PX_TO_PT * scale, "color": look.font.colour}
+        px, py = ax.transData.transform(view.transformer.transform(place.lon, place.lat))
+        half = look.size / 2 * PX_TO_PT * scale * points
+        gap = style.PLACE_GAP * PX_TO_PT * scale * points
+        width, height = text_size(ax, place.name, text_look, renderer)
+        marker = Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
+        if not is_free(marker, frame, taken):
+            continue
+        beside = ((Bbox.from_bounds(px + dx * (half + gap + width / 2) - width / 2,
+                                    py + dy * (half + gap + height / 2) - height / 2, width, height), False)
+                  for dx, dy in PLACE_SPOTS)
+        called = ((box, True) for box, _ in callout_spots(px, py, width, height)) if place.kind != "city" else ()
+        spot = next(((box, leader) for box, leader in itertools.chain(beside, called)
+                     if is_free(box if leader else Bbox.union([marker, box]), frame, taken,
+                                (px, py) if leader else None)), None)
+        if spot is None:
+            continue
+        box, leader = spot
+        taken += [padded(marker), padded(box if leader else Bbox.union([marker, box]))]
+        at = to_data.transform((px, py))
+        draw_text(ax, to_data.transform(((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)), place.name,
+                  {**text_look, "fontsize": text_look["fontsize"] * (LABEL_SHRINK[1] if leader else 1.0)}, "place",
+                  scale, anchor=at if leader else None)
+        draw_marker(ax, at, place.kind, scale, f"place-{place.geonameid}")
+        named.append(place)
+    return named
+
+
 def furniture_boxes(ax, scale: float) -> list[Bbox]:
     """Display boxes of the scale bar (lower left) and north arrow (upper right), which labels must avoid."""
     frame = ax.get_window_extent()
@@ -843,6 +917,10 @@ def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: fl
             ax.text(0, y, row["label"], fontsize=font, fontweight="bold", va="center", color=INK, parse_math=False)
             continue
         sw, sh = font * 2.6, font * 1.3
+        if row["kind"] == "marker":
+            draw_marker(ax, (2 + sw / 2, y), row["marker"], scale, row["gid"])
+            ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK, parse_math=False)
+            continue
         if row["kind"] == "line":
             draw_disputed(ax, np.array([shapely.LineString([(2, y), (2 + sw, y)])], dtype=object))
             ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK, parse_math=False)
@@ -867,9 +945,10 @@ def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
     return box, make_view(options.bounds, frame_mm, options.dpi)
 
 
-def footer_lines(atlas, shown: list[Shown], disputed_shown: bool, width_mm: float, scale: float) -> list[str]:
+def footer_lines(atlas, shown: list[Shown], disputed_shown: bool, width_mm: float, scale: float,
+                 places_shown: bool = False) -> list[str]:
     claimed = any(catalogue.layer(s.layer_id).claimed and s.features for s in shown)
-    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown)
+    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown, places_shown)
             for line in wrap(text, width_mm, 6.5 * scale)]
 
 
@@ -888,7 +967,8 @@ def render(atlas, options: Options) -> Rendered:
     box, view = framing(options, guess)
     shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
     lines = disputed_in_view(atlas, view)
-    footer = footer_lines(atlas, shown, len(lines) > 0, options.size_mm[0] - 2 * box.margin, scale)
+    footer = footer_lines(atlas, shown, len(lines) > 0, options.size_mm[0] - 2 * box.margin, scale,
+                          bool(named_places(view)))
     if len(footer) != guess:
         box, view = framing(options, len(footer))
         shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
@@ -921,10 +1001,12 @@ def render(atlas, options: Options) -> Rendered:
     placed, warnings = place_unit_labels(ax, anchored_labels(atlas, shown, view, options.date), view, scale, taken)
     for warning in warnings:
         log.warning("export: %s", warning)
+    named = name_places(ax, view, scale, taken)
     place_district_labels(ax, shown, view, scale, taken)
     draw_inset(fig, box.inset, atlas, view, is_national(atlas, view))
     temporal = any(catalogue.layer(s.layer_id).temporal for s in shown)
-    draw_legend(fig, box.legend, legend_entries(shown, len(lines) > 0), options.date if temporal else None, scale)
+    draw_legend(fig, box.legend, legend_entries(shown, len(lines) > 0, {p.kind for p in named}),
+                options.date if temporal else None, scale)
     fig.text(left, box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer), fontsize=6.5 * scale,
              va="top", linespacing=1.35, color=INK, gid="credits", parse_math=False)
     metadata = {"Title": options.title, "Subject": options.subtitle, "Keywords": KEYWORDS,

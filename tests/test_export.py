@@ -17,7 +17,7 @@ from PIL import Image
 from matplotlib.backends.backend_agg import RendererAgg
 
 from geo import atomic, paper
-from layers import catalogue, export, style
+from layers import catalogue, export, places, style
 from server import cli, exports
 
 DATE = "2023-07-01"  # 12 units: north, south and zone-less ones; medium and low confidence
@@ -581,3 +581,32 @@ def test_console_script(built, data_root, tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "ttp-atlas export: error: --dpi '5000' is invalid: an integer from 50 to 600"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.pdf"]
+
+
+# --- place names ------------------------------------------------------------------------------------
+
+def place_gids(rendered) -> set[str]:
+    return {a.get_gid() for a in rendered.figure.findobj() if (a.get_gid() or "").startswith("place-")}
+
+
+def test_capitals_are_named_as_text_with_markers_and_credited(atlas, rendered, png, tmp_path):
+    text = map_text(export.to_bytes(rendered, "pdf", DPI), rendered, tmp_path)
+    assert "Islamabad" in text and "Karachi" in text and "Lahore" in text
+    assert place_gids(rendered) <= {f"place-{p.geonameid}" for p in places.places()[:7]}  # capitals only
+    footer = next(t for t in rendered.figure.texts if t.get_gid() == "credits").get_text().replace("\n", " ")
+    assert "GeoNames" in footer and "CC BY 4.0" in footer
+    karachi = places.places()[2]
+    column, row = rendered.pixel(karachi.lon, karachi.lat)
+    assert near(png[row - 1:row + 2, column - 1:column + 2], rgb(style.INK), 60).any()  # the ring's centre dot
+
+
+def test_a_focused_map_names_more_places_than_the_country(atlas, rendered):
+    options = export.parse_options(atlas, datetime=DATE, dpi="72", focus="Peshawar")
+    with export.matplotlib.rc_context(export.RC):
+        focused = export.render(atlas, options)
+        gids = place_gids(focused)
+        legend = [t.get_text() for a in focused.figure.axes if a.get_gid() == "legend" for t in a.texts]
+        export.release(focused.figure)
+    assert f"place-{places.places()[3].geonameid}" in gids  # Peshawar, the capital
+    assert len(gids) > 3 and not gids <= {f"place-{p.geonameid}" for p in places.places()[:7]}  # and cities
+    assert style.PLACE_STYLES["city"].title in legend and "Place names" in legend
