@@ -17,7 +17,7 @@ import shapely
 import shapely.geometry
 from PIL import Image
 
-from layers import catalogue, disputed, style, webmap
+from layers import catalogue, disputed, places, style, webmap
 from tests.browser import LEAFLET_MAP, open_page
 
 CLI = str(Path(sys.executable).with_name("ttp-atlas"))  # the console script, as users run it
@@ -473,3 +473,22 @@ def test_cli_refuses_a_bad_date_in_one_line(built, tmp_path):
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "July 2023" in run.stderr and "ISO date" in run.stderr
     assert not (tmp_path / "x.html").exists()
+
+
+PLACE_BOXES = """[...document.querySelectorAll('.atlas-place span')].map(s => [s.textContent, s.getBoundingClientRect()])
+  .filter(([t, r]) => r.width > 0 && r.height > 0).map(([t, r]) => t)"""
+
+
+def test_capitals_show_from_the_first_view_and_cities_closer_in(server):
+    with open_page(f"{server}/map?datetime={JULY_2023}", SIZES["laptop"]) as page:
+        first = page.evaluate(PLACE_BOXES)
+        shown = [b[0] for b in page.evaluate(LABEL_BOXES)]  # place names and unit labels
+        legend = page.evaluate("document.getElementById('atlas-legend').textContent")
+        attribution = page.evaluate("document.querySelector('.leaflet-control-attribution').textContent")
+        page.zoom_map(8)
+        closer = page.evaluate(PLACE_BOXES)
+        boxes = page.evaluate(LABEL_BOXES)
+    assert {"Islamabad", "Peshawar", "Quetta", "Karachi", "Lahore"} <= set(shown)
+    assert {"Islamabad", "Quetta", "Karachi", "Lahore"} <= set(first) and "Faisalabad" not in first
+    assert {"Faisalabad", "Rawalpindi", "Multan"} <= set(closer) and overlapping(boxes) == []
+    assert places.GEONAMES_CREDIT in legend and places.GEONAMES_CREDIT in attribution
