@@ -579,7 +579,7 @@ def test_console_script(built, data_root, tmp_path):
     assert "export: " in done.stderr and "is not labelled: no room at this paper size" in done.stderr
     done = ttp_atlas("--out", str(tmp_path / "map.pdf"), "--dpi", "5000")
     assert done.returncode == 2
-    assert done.stderr.strip() == "ttp-atlas export: error: --dpi '5000' is invalid: an integer from 50 to 600"
+    assert done.stderr.strip() == "ttp-atlas export: error: --dpi '5000' is invalid: an integer from 50 to 600 in ASCII digits"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.pdf"]
 
 
