@@ -790,6 +790,21 @@ def draw_marker(ax, xy, kind: str, scale: float, gid: str) -> None:
         ax.plot(*xy, marker="o", markersize=size * 0.4, color=look.stroke, markeredgewidth=0, zorder=6, gid=gid)
 
 
+def marker_box(ax, view: View, place: places.Place, scale: float) -> Bbox:
+    """The display box of a place's marker."""
+    px, py = ax.transData.transform(view.transformer.transform(place.lon, place.lat))
+    half = style.PLACE_STYLES[place.kind].size / 2 * PX_TO_PT * scale * ax.figure.dpi / 72
+    return Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
+
+
+def kept_clear(ax, view: View, scale: float) -> list[Bbox]:
+    """The marker of the national capital, which unit labels keep clear of on a map that shows it: a map
+    of the country always shows where its capital is (its name may then need a leader line)."""
+    found = named_places(view)
+    return [padded(marker_box(ax, view, p, scale)) for p in found[:1] if p.kind == "national-capital"
+            and view.frame.contains(shapely.Point(view.transformer.transform(p.lon, p.lat)))]
+
+
 def name_places(ax, view: View, scale: float, taken: list[Bbox]) -> list[places.Place]:
     """Name the places of the map's scale, after the units: each with its marker and its name on the
     first side of it clear of every label placed so far; a capital with no such side is called out
@@ -803,11 +818,10 @@ def name_places(ax, view: View, scale: float, taken: list[Bbox]) -> list[places.
     for place in named_places(view):
         look = style.PLACE_STYLES[place.kind]
         text_look = {"fontsize": look.font.size * PX_TO_PT * scale, "color": look.font.colour}
-        px, py = ax.transData.transform(view.transformer.transform(place.lon, place.lat))
-        half = look.size / 2 * PX_TO_PT * scale * points
+        marker = marker_box(ax, view, place, scale)
+        (px, py), half = marker.get_points().mean(axis=0), marker.width / 2
         gap = style.PLACE_GAP * PX_TO_PT * scale * points
         width, height = text_size(ax, place.name, text_look, renderer)
-        marker = Bbox.from_bounds(px - half, py - half, 2 * half, 2 * half)
         if not is_free(marker, frame, taken):
             continue
         beside = ((Bbox.from_bounds(px + dx * (half + gap + width / 2) - width / 2,
@@ -997,8 +1011,10 @@ def render(atlas, options: Options) -> Rendered:
     ax.add_artist(ScaleBar(1, "m", location="lower left", length_fraction=SCALEBAR_FRACTION, box_alpha=0.8, color=INK,
                            font_properties={"size": 7 * scale}, scale_loc="top"))
     draw_north_arrow(ax, scale)
-    taken = furniture_boxes(ax, scale)
+    clear = kept_clear(ax, view, scale)
+    taken = furniture_boxes(ax, scale) + clear
     placed, warnings = place_unit_labels(ax, anchored_labels(atlas, shown, view, options.date), view, scale, taken)
+    taken = [box for box in taken if not any(box is c for c in clear)]  # the capital's own marker goes there
     for warning in warnings:
         log.warning("export: %s", warning)
     named = name_places(ax, view, scale, taken)

@@ -610,3 +610,15 @@ def test_a_focused_map_names_more_places_than_the_country(atlas, rendered):
     assert f"place-{places.places()[3].geonameid}" in gids  # Peshawar, the capital
     assert len(gids) > 3 and not gids <= {f"place-{p.geonameid}" for p in places.places()[:7]}  # and cities
     assert style.PLACE_STYLES["city"].title in legend and "Place names" in legend
+
+
+def test_the_capital_is_marked_on_a_crowded_national_map(atlas, tmp_path):
+    """At the latest structure the units crowd Islamabad: their labels keep clear of its marker."""
+    options = export.parse_options(atlas, dpi="72")  # A4, the whole country, the latest date
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+        text = map_text(export.to_bytes(rendered, "pdf", options.dpi), rendered, tmp_path)
+        gids = place_gids(rendered)
+        export.release(rendered.figure)
+    assert "Islamabad" in text and "Karachi" in text and f"place-{places.places()[0].geonameid}" in gids
+    assert rendered.warnings == []
