@@ -105,7 +105,8 @@ def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
 def run(maxzoom: int = MAXZOOM) -> list[dict]:
     atlas = store.ensure_build(store.build_dir(), datasets.data_dir())
     with tempfile.TemporaryDirectory() as work:
-        return [*compare(atlas, "districts", maxzoom, Path(work)), *compare(atlas, layer_tiles.ATLAS, maxzoom, Path(work))]
+        return [*compare(atlas, "districts", maxzoom, Path(work)),
+                *compare(atlas, layer_tiles.ATLAS, maxzoom, Path(work))]
 
 
 if __name__ == "__main__":

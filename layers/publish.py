@@ -42,7 +42,8 @@ JSON, GEOJSON = "application/json", "application/geo+json"
 # Content types a host must send (the README's deployment example sets them per suffix)
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css",
                  ".png": "image/png", ".json": JSON, ".geojson": GEOJSON, ".fgb": "application/flatgeobuf",
-                 ".pmtiles": "application/vnd.pmtiles", ".qml": "application/xml", ".sld": "application/vnd.ogc.sld+xml"}
+                 ".pmtiles": "application/vnd.pmtiles", ".qml": "application/xml",
+                 ".sld": "application/vnd.ogc.sld+xml"}
 
 
 class PublishError(ValueError):
@@ -128,7 +129,8 @@ PAGE = """<!DOCTYPE html>
 <title>TTP atlas: claimed wilayahs</title><link rel="icon" href="data:,">
 <link rel="stylesheet" href="static/leaflet/leaflet.css">
 <script src="static/leaflet/leaflet.js"></script><script src="static/pmtiles/pmtiles.js"></script>
-<style>html, body, #map {{ height: 100%; margin: 0; }} #map {{ background: {background}; }} body {{ font: 14px/1.35 system-ui, sans-serif; }}
+<style>html, body, #map {{ height: 100%; margin: 0; }} #map {{ background: {background}; }}
+body {{ font: 14px/1.35 system-ui, sans-serif; }}
 #bar {{ position: absolute; z-index: 1000; bottom: 24px; left: 10px; max-width: 22rem; background: #fff;
   padding: 8px 10px; border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,.3); color: {ink}; }}
 #bar select {{ max-width: 100%; }} #bar p {{ margin: 4px 0 0; }} .caveat {{ font-size: 12px; }}</style>

@@ -194,7 +194,8 @@ class TileSource:
              windows: dict | None = None) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """(layer id, feature indices, tile-grid geometries) of every layer of the tile."""
         windows = self.windows(tileset, z, x, y, selection) if windows is None else windows
-        return [(lid, *geotiles.clip(index, z, x, y, cut=(hits, parts))) for lid, (index, hits, parts) in windows.items()]
+        return [(lid, *geotiles.clip(index, z, x, y, cut=(hits, parts)))
+                for lid, (index, hits, parts) in windows.items()]
 
     # --- tiles -----------------------------------------------------------------------------------
 
@@ -289,7 +290,8 @@ class _Cutter:
             cls.symbol.hatch for cls in style.LAYER_STYLES[lid].classes)}
         # per zoom, each layer's distinct generalised indexes from that zoom down (a tile shares its
         # cut with its subtree only if that holds at every level the subtree is cut from)
-        self.levels = {z: [(lid, list({id(ix): ix for ix in (source.index(lid, d) for d in range(z, maxzoom + 1))}.values()))
+        self.levels = {z: [(lid, list({id(ix): ix for ix in (source.index(lid, d)
+                                                                 for d in range(z, maxzoom + 1))}.values()))
                            for lid in layers_of(tileset, maxzoom)] for z in range(maxzoom + 1)}
         self.disputed = source._disputed if fmt == "png" and tileset in DISPUTED_TILESETS else None
 
@@ -410,7 +412,8 @@ def write_archive(source: TileSource, path: Path, tileset: str = ATLAS, minzoom:
     with staged_file(path) as tmp:
         (_write_pmtiles if path.suffix == ".pmtiles" else _write_mbtiles)(tmp, runs, meta, fmt)
     return {"path": str(path), "tileset": tileset, "minzoom": minzoom, "maxzoom": maxzoom, "format": fmt,
-            "tiles": sum(count for _, count, _ in runs), "contents": len({data for _, _, data in runs}), "bytes": path.stat().st_size}
+            "tiles": sum(count for _, count, _ in runs), "contents": len({data for _, _, data in runs}),
+            "bytes": path.stat().st_size}
 
 
 def _write_pmtiles(path: Path, runs, meta: dict, fmt: str) -> None:
@@ -433,7 +436,8 @@ def _write_mbtiles(path: Path, runs, meta: dict, fmt: str) -> None:
     with sqlite3.connect(path) as db:
         db.executescript("CREATE TABLE metadata (name TEXT, value TEXT);"
                          "CREATE TABLE images (tile_id INTEGER PRIMARY KEY, tile_data BLOB);"
-                         "CREATE TABLE map (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_id INTEGER);"
+                         "CREATE TABLE map (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, "
+                         "tile_id INTEGER);"
                          "CREATE UNIQUE INDEX map_index ON map (zoom_level, tile_column, tile_row);"
                          "CREATE VIEW tiles AS SELECT zoom_level, tile_column, tile_row, tile_data "
                          "FROM map JOIN images ON images.tile_id = map.tile_id;")
