@@ -153,3 +153,16 @@ def web_placements(labels: list[Label], font_px: int = 12, zooms=range(3, 15),
             placed_boxes.append(candidates[i][side])
             placed_zooms.append(zoom)
     return result
+
+
+def web_labels(units: list[Label], shown: list[places_model.Place], zooms, unit_font_px: int,
+               unit_min_zoom: float) -> list[tuple[Label, int, str]]:
+    """(label, web min zoom, side) of unit labels and place names together, for any web output (the
+    web map; tiles that carry labels): collisions resolved per zoom across both, units first, each from
+    its own zoom up (``unit_min_zoom``; a place's ``min_zoom``); ``side`` is where a place's name goes
+    beside its marker (``PLACE_SIDES``; "right" for units, which are centred). ``NEVER`` for a label
+    that never fits."""
+    chosen = units + place_labels(shown)
+    floors = {label.feature_id: unit_min_zoom for label in units} | {p.id: p.min_zoom for p in shown}
+    found = web_placements(chosen, font_px=unit_font_px, zooms=zooms, floors=floors)
+    return [(label, found[label.feature_id][0], PLACE_SIDES[found[label.feature_id][1]]) for label in chosen]

@@ -254,15 +254,11 @@ def shown_places(view: View) -> list[places.Place]:
 
 
 def view_labels(units: list[labels.Label], shown: list[places.Place]) -> list[tuple[labels.Label, float, str]]:
-    """(label, web min zoom, side) of the units' labels and the places' names, collisions resolved per
-    zoom across both by ``layers.labels`` (units first), each from its own layer's or kind's zoom up;
-    the side of its marker a place's name takes (``labels.PLACE_SIDES``)."""
+    """(label, web min zoom, side) of the units' labels and the places' names (``labels.web_labels``), in
+    the map's quarter zoom steps."""
     font = style.LABEL_STYLES["wilayahs"]
-    chosen = units + labels.place_labels(shown)
-    floors = {label.feature_id: font.min_zoom for label in units} | {p.id: p.min_zoom for p in shown}
     steps = [MIN_ZOOM + i * ZOOM_STEP for i in range(round((MAX_ZOOM - MIN_ZOOM) / ZOOM_STEP) + 1)]
-    found = labels.web_placements(chosen, font_px=round(font.size) + LABEL_BOX_PX, zooms=steps, floors=floors)
-    return [(label, found[label.feature_id][0], labels.PLACE_SIDES[found[label.feature_id][1]]) for label in chosen]
+    return labels.web_labels(units, shown, steps, round(font.size) + LABEL_BOX_PX, font.min_zoom)
 
 
 def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[float]]:

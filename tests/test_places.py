@@ -64,3 +64,13 @@ def test_place_names_never_overlap_units_or_each_other_and_units_come_first():
         for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
             assert not (box_a[0] < box_b[2] and box_b[0] < box_a[2] and box_a[1] < box_b[3] and box_b[1] < box_a[3]), \
                 (zoom, a, b)
+
+
+def test_web_labels_give_each_place_a_zoom_and_a_side():
+    unit = labels.Label("unit", "Punjab North", 73.05, 33.70, 0, "core")
+    found = {label.feature_id: (zoom, side) for label, zoom, side in
+             labels.web_labels([unit], list(places.places()), range(3, 15), 14, 4)}
+    assert found["unit"] == (4, "right")  # from its own floor, first
+    assert all(side in labels.PLACE_SIDES for _, side in found.values())
+    assert all(zoom >= p.min_zoom for p in places.places() for zoom in [found[p.id][0]])
+    assert found["geonames:1174872"][0] == 3  # Karachi: nothing in its way
