@@ -80,7 +80,8 @@ def place_boxes(place: places_model.Place) -> tuple[tuple[float, float, float, f
     half, line = look.size / 2, LINE_HEIGHT_EM * look.font.size
     width, gap = CHAR_WIDTH_EM * look.font.size * len(place.name), style.PLACE_GAP
     side_half, mid_half, right = max(look.size, line) / 2, max(half, width / 2), half + gap + width
-    return ((-half, -side_half, right, side_half), (-half, -half - line, right, half), (-half, -half, right, half + line),
+    return ((-half, -side_half, right, side_half), (-half, -half - line, right, half),
+            (-half, -half, right, half + line),
             (-half - gap - width, -side_half, half, side_half), (-mid_half, -half - gap - line, mid_half, half),
             (-mid_half, -half, mid_half, half + gap + line))
 

@@ -502,7 +502,8 @@ html, body { display: flex; flex-direction: column; }
 .atlas-side-above-right span { align-items: flex-end; }
 .atlas-side-below-right span { align-items: flex-start; }
 {% for kind, look in places.items() %}{% set half = look.size / 2 %}.atlas-place-{{ kind }} span {
-  font: {{ look.font.size }}px/{{ line_em }} "{{ look.font.family }}", Arial, sans-serif; color: {{ look.font.colour }}; }
+  font: {{ look.font.size }}px/{{ line_em }} "{{ look.font.family }}", Arial, sans-serif;
+  color: {{ look.font.colour }}; }
 .atlas-place-{{ kind }}.atlas-side-right span { transform: translate(-{{ half }}px, -50%); }
 .atlas-place-{{ kind }}.atlas-side-above-right span { transform: translate(-{{ half }}px, calc({{ half }}px - 100%)); }
 .atlas-place-{{ kind }}.atlas-side-above-right b { margin-bottom: {{ look.size }}px; }
@@ -812,7 +813,8 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         "attribution": atlas.attribution(drawn) + credits,
         "legend": legend_html(view, entries, ((disputed.NOTE,) if lines else ()) + tuple(credits)),
         "labels": label_rows, "labelled": "wilayahs", "places": place_rows,
-        "markers": {kind: place_marker(kind) for kind in style.PLACE_STYLES}, "thresholds": thresholds, "step": ZOOM_STEP,
+        "markers": {kind: place_marker(kind) for kind in style.PLACE_STYLES}, "thresholds": thresholds,
+        "step": ZOOM_STEP,
         "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed,
         "fold_cost": FOLD_COST}).add_to(fmap)
     return fmap
