@@ -123,7 +123,7 @@ PLACE_STYLES = {
                                    Font(size=12.0, colour=INK, min_zoom=3)),
     "provincial-capital": PlaceStyle("Provincial or territorial capital", "ring", 9.0, HALO, INK, 1.6,
                                      Font(size=11.0, colour=INK, min_zoom=3)),
-    "city": PlaceStyle("City", "dot", 5.0, "#5f5f5f", HALO, 0.8,
+    "city": PlaceStyle("City", "dot", 6.0, INK, HALO, 0.6,
                        Font(size=10.0, colour="#4a4a4a", min_zoom=6)),
 }
 PLACE_GAP = 3.0  # px between a place's marker and its name
