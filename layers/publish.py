@@ -131,7 +131,7 @@ PAGE = """<!DOCTYPE html>
 <script src="static/leaflet/leaflet.js"></script><script src="static/pmtiles/pmtiles.js"></script>
 <style>html, body, #map {{ height: 100%; margin: 0; }} #map {{ background: {background}; }}
 body {{ font: 14px/1.35 system-ui, sans-serif; }}
-#bar {{ position: absolute; z-index: 1000; bottom: 24px; left: 10px; max-width: 22rem; background: #fff;
+#bar {{ position: absolute; z-index: 1000; bottom: 24px; right: 10px; max-width: 22rem; background: #fff;
   padding: 8px 10px; border-radius: 4px; box-shadow: 0 1px 4px rgba(0,0,0,.3); color: {ink}; }}
 #bar select {{ max-width: 100%; }} #bar p {{ margin: 4px 0 0; }} .caveat {{ font-size: 12px; }}</style>
 </head><body>

@@ -318,7 +318,8 @@ class _Cutter:
             return None
         return "full" if touched else "empty"
 
-    def walk(self, z: int, x: int, y: int, shared: bool = False, roots: list | None = None, parent: dict | None = None):
+    def walk(self, z: int, x: int, y: int, shared: bool = False, roots: list | None = None,
+             parent: dict | None = None):
         """(tile id, run length, bytes) of the tile's subtree; with ``roots``, subtrees at PARALLEL_ZOOM
         that must be cut tile by tile are appended there instead. ``parent``: the parent tile's windows."""
         if not shared:
@@ -361,8 +362,8 @@ def workers_available() -> int:
 def pyramid(source: TileSource, tileset: str, minzoom: int, maxzoom: int, period, fmt: str = "mvt",
             workers: int | None = None, bounds=None) -> list[tuple[int, int, bytes]]:
     """(tile id, run length, stored bytes) of every non-empty tile of the range over ``bounds`` (default:
-    the tileset's ``pyramid_bounds``), in PMTiles tile-id order: a run is that many consecutive tile ids with the same
-    bytes. Subtrees from PARALLEL_ZOOM are cut by ``workers`` forked processes (default: every core)."""
+    the tileset's ``pyramid_bounds``), in PMTiles tile-id order: a run is that many consecutive tile ids
+    with the same bytes. Subtrees from PARALLEL_ZOOM are cut by ``workers`` forked processes (default: every core)."""
     global _CUTTER
     check_tileset(tileset)
     check_range(minzoom, maxzoom)
@@ -474,12 +475,13 @@ class Archive:
             self.metadata = {**json.loads(rows["json"]), "minzoom": int(rows["minzoom"]),
                              "maxzoom": int(rows["maxzoom"]), "bounds": [float(v) for v in rows["bounds"].split(",")]}
         self.tileset = self.metadata["ttp_atlas"]["tileset"]
+        self.format = self.metadata["ttp_atlas"].get("format", "mvt")
         self.minzoom, self.maxzoom = self.metadata["minzoom"], self.metadata["maxzoom"]
         self.bounds = tuple(self.metadata["bounds"])
 
     def covers(self, z: int, x: int, y: int) -> bool:
-        """Whether the archive holds the tile's pyramid (its zooms and bounds): elsewhere, cut it live."""
-        return self.minzoom <= z <= self.maxzoom and geotiles.touches(self.bounds, z, x, y)
+        """Whether the archive holds the tile's MVT pyramid (its zooms and bounds): elsewhere, cut it live."""
+        return self.format == "mvt" and self.minzoom <= z <= self.maxzoom and geotiles.touches(self.bounds, z, x, y)
 
     def get(self, z: int, x: int, y: int) -> bytes:
         """The tile's MVT (or PNG) bytes, b"" when the archive has none (an empty tile)."""
