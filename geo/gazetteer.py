@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -23,9 +24,11 @@ class PlaceNameError(LookupError):
 
 
 def normalise(name: str) -> str:
-    """Order-, case- and punctuation-blind form of a name: 'D. I. Khan' -> 'd i khan'."""
-    words = re.findall(r"[a-z0-9]+", name.casefold())
-    return " ".join(sorted(words))
+    """Order-, case-, accent- and punctuation-blind form of a name: 'D. I. Khan' -> 'd i khan',
+    'Peşawar' -> 'pesawar'; words in any script are kept ('پشاور' stays itself)."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(sorted(re.findall(r"[^\W_]+", plain)))
 
 
 def index(names_by_key: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
@@ -33,13 +36,15 @@ def index(names_by_key: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
     lookup: dict[str, set[str]] = defaultdict(set)
     for key, names in names_by_key.items():
         for name in names:
-            lookup[normalise(name)].add(key)
+            if normalised := normalise(name):  # a name of punctuation alone names nothing
+                lookup[normalised].add(key)
     return dict(lookup)
 
 
 def candidates(name: str, lookup: Mapping[str, set[str]]) -> set[str]:
     """Every key carrying ``name`` (empty when unknown, several when ambiguous)."""
-    return set(lookup.get(normalise(name), ()))
+    normalised = normalise(name)
+    return set(lookup.get(normalised, ())) if normalised else set()
 
 
 def closest(name: str, display: Iterable[str], n: int = 3) -> list[str]:

@@ -183,3 +183,15 @@ def test_level_for_zoom():
     assert generalise.level_for(13) == 12
     assert generalise.level_for(14) is None
     assert np.isclose(generalise.tolerance(4), 0.5 * degrees_per_pixel(5))
+
+
+def test_gazetteer_names_in_any_script_or_with_accents_never_match_everything():
+    lookup = gazetteer.index({"peshawar": ["Peshawar", "پشاور"], "bannu": ["Bannu", "---"]})
+    assert gazetteer.normalise("Peşawar") == "pesawar"
+    assert gazetteer.candidates("پشاور", lookup) == {"peshawar"}
+    assert gazetteer.candidates("Kōhāt", gazetteer.index({"kohat": ["Kohat"]})) == {"kohat"}
+    for symbols in ("---", "%", "", "ক্ষ"):  # no word in common with any name: unknown, not ambiguous
+        assert gazetteer.candidates(symbols, lookup) == set()
+    with pytest.raises(gazetteer.PlaceNameError) as error:
+        gazetteer.resolve("%", lookup, ["Peshawar", "Bannu"])
+    assert error.value.reason == "unknown"

@@ -81,6 +81,10 @@ def test_names_resolve_to_districts_then_towns(locator):
     with pytest.raises(lookup.PlaceError) as unknown:
         locator.resolve("Peshawr")
     assert unknown.value.reason == "unknown" and unknown.value.suggestions[0] == "Peshawar"
+    for foreign in ("پشاور", "---", "%", "ক্ষ"):  # no Latin word: unknown, never "ambiguous" among all towns
+        with pytest.raises(lookup.PlaceError) as error:
+            locator.resolve(foreign)
+        assert error.value.reason == "unknown"
 
 
 def test_town_answer_credits_geonames(locator):
