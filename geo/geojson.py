@@ -23,6 +23,15 @@ def geometry_dict(geom: shapely.Geometry, decimals: int = 6) -> dict | None:
     return {"type": mapping["type"], "coordinates": _rounded(mapping["coordinates"], decimals)}
 
 
+def as_multi(feature_dict: dict) -> dict:
+    """The feature with a Polygon geometry written as a one-part MultiPolygon, so that a layer has one
+    geometry type (GIS clients declare a layer's type from its first features)."""
+    geometry = feature_dict.get("geometry")
+    if not geometry or geometry["type"] != "Polygon":
+        return feature_dict
+    return {**feature_dict, "geometry": {"type": "MultiPolygon", "coordinates": [geometry["coordinates"]]}}
+
+
 def feature(fid: str, properties: dict, geom: shapely.Geometry, decimals: int = 6) -> dict:
     return {"type": "Feature", "id": fid, "properties": properties, "geometry": geometry_dict(geom, decimals)}
 

@@ -62,6 +62,7 @@ class Collection:
     layer: catalogue.Layer
     day: str | None = None  # period start, for a period collection
     label: str = ""  # the period's label in the wilayah file
+    until: str | None = None  # a period collection's last day (the day before the next period), None while current
 
     @property
     def title(self) -> str:
@@ -86,8 +87,10 @@ def periods() -> list[dict]:
 def collections() -> dict[str, Collection]:
     """Every collection by id: the catalogue's layers in order, then one per period of each temporal layer."""
     whole = [Collection(layer.id, layer) for layer in catalogue.LAYERS]
-    timed = [Collection(f"{layer.id}-{p['from']}", layer, p["from"], p["label"])
-             for layer in catalogue.LAYERS if layer.temporal for p in periods()]
+    starts = [p["from"] for p in periods()]
+    ends = [(dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat() for day in starts[1:]] + [None]
+    timed = [Collection(f"{layer.id}-{p['from']}", layer, p["from"], p["label"], end)
+             for layer in catalogue.LAYERS if layer.temporal for p, end in zip(periods(), ends, strict=True)]
     return {c.id: c for c in (*whole, *timed)}
 
 
@@ -178,7 +181,7 @@ class LayerFeatures:
         self.features, self.geometries = collection_features(atlas, collection)
         self.ids = [str(f["id"]) for f in self.features]
         self.position = {fid: i for i, fid in enumerate(self.ids)}
-        self.blobs = [geojson.dumps(f) for f in self.features]
+        self.blobs = [geojson.dumps(geojson.as_multi(f)) for f in self.features]  # one type per collection
         self.queryables = _queryables(self.features, self.layer.temporal and collection.day is None)
         self.bbox = (atlas.manifest["layers"][self.layer.id]["bbox"] if collection.day is None
                      else geojson.bbox(self.geometries))
@@ -189,9 +192,12 @@ class LayerFeatures:
 
     @property
     def interval(self) -> list[str | None] | None:
-        """The temporal extent [first valid_from, last valid_to or None while current], if timed."""
+        """The temporal extent [first valid_from, last valid_to or None while current], if timed; a period
+        collection's is its period's (its features may be valid longer)."""
         if not self.layer.temporal:
             return None
+        if self.collection.day is not None:
+            return [self.collection.day, self.collection.until]
         starts = [f["properties"]["valid_from"] for f in self.features]
         ends = [f["properties"].get("valid_to") for f in self.features]
         return [min(starts), None if None in ends else max(ends)]

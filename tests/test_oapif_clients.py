@@ -208,6 +208,26 @@ def test_period_counts_match_the_readme(server):
     assert doc["period"]["start"] == "2023-06-30"
 
 
+def test_period_collections_span_their_own_period(server):
+    starts = [p["from"] for p in wilayahs.load()["periods"]]
+    for layer_id in ("wilayahs", "zones"):
+        for start, following in zip(starts, [*starts[1:], None], strict=True):
+            interval = get_json(server, f"/collections/{layer_id}-{start}")["extent"]["temporal"]["interval"][0]
+            assert interval[0] == f"{start}T00:00:00Z"
+            if following is None:
+                assert interval[1] is None
+            else:  # the day before the next structure, at its last second
+                assert interval[1] < f"{following}T00:00:00Z" and interval[1].endswith("T23:59:59Z")
+
+
+@pytest.mark.parametrize("collection_id", ["wilayahs", "zones", "districts", "countries", "wilayahs-2023-06-14"])
+def test_items_are_one_geometry_type_as_in_the_downloads(server, collection_id):
+    items = get_json(server, f"/collections/{collection_id}/items", limit="5000")["features"]
+    assert items and {f["geometry"]["type"] for f in items} == {"MultiPolygon"}
+    one = get_json(server, f"/collections/{collection_id}/items/{items[0]['id']}")
+    assert one["geometry"]["type"] == "MultiPolygon"
+
+
 def test_period_collection_downloads(server, tmp_path):
     response = requests.get(f"{server}/collections/wilayahs-2023-06-30/download.gpkg", timeout=120)
     assert response.status_code == 200
