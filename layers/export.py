@@ -855,6 +855,11 @@ def furniture_boxes(ax, scale: float) -> list[Bbox]:
 
 # --- furniture ---------------------------------------------------------------------------------------
 
+def scale_text(value: float, unit: str) -> str:
+    """The scale bar's label in km from 1,000 km up (matplotlib-scalebar would say "1 Mm")."""
+    return f"{value * 1000:g} km" if unit == "Mm" else f"{value:g} {unit}"
+
+
 def draw_north_arrow(ax, scale: float) -> None:
     ax.annotate("N", xy=(0.955, 0.965), xytext=(0.955, 0.875), xycoords="axes fraction", ha="center", va="center",
                 fontsize=10 * scale, fontweight="bold", color=INK, gid="north-arrow", parse_math=False,
@@ -1009,7 +1014,7 @@ def render(atlas, options: Options) -> Rendered:
     ax.set_xticks([])
     ax.set_yticks([])
     ax.add_artist(ScaleBar(1, "m", location="lower left", length_fraction=SCALEBAR_FRACTION, box_alpha=0.8, color=INK,
-                           font_properties={"size": 7 * scale}, scale_loc="top"))
+                           font_properties={"size": 7 * scale}, scale_loc="top", scale_formatter=scale_text))
     draw_north_arrow(ax, scale)
     clear = kept_clear(ax, view, scale)
     taken = furniture_boxes(ax, scale) + clear

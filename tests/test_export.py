@@ -6,6 +6,7 @@ import gc
 import io
 import logging
 import os
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -222,6 +223,15 @@ def test_scale_bar_is_true_to_the_ground(rendered):
     x0, y0 = transformer.transform(70.0, 32.0)
     x1, y1 = transformer.transform(70.0 + 1 / (111.32 * np.cos(np.radians(32.0))), 32.0)
     assert abs(np.hypot(x1 - x0, y1 - y0) - 1000) < 10
+
+
+def test_scale_bar_speaks_km_on_wide_maps(atlas, tmp_path):
+    """A bar of 1,000 km or more is labelled in km, never in megametres."""
+    assert export.scale_text(1, "Mm") == "1000 km" and export.scale_text(500, "km") == "500 km"
+    path = tmp_path / "wide.pdf"
+    export.write(atlas, export.parse_options(atlas, datetime=DATE, size="420x150mm", dpi="72"), path)
+    text = subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True, text=True).stdout
+    assert re.search(r"\b\d+ km\b", text) and not re.search(r"\b\d+ Mm\b", text)
 
 
 @pytest.fixture(scope="module")
