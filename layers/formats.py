@@ -47,7 +47,8 @@ KML_ID_FIELD = "placemark_id"  # LIBKML writes this column as each Placemark's i
 DBF_TEXT_BYTES = 254  # the longest text a dbf field holds
 # Shapefile (dbf) field names hold at most 10 characters: the longer property names, renamed.
 SHAPEFILE_NAMES = {"member_districts": "members", "attribution": "credit", "parent_pcode": "parent_pc",
-                   "province_pcode": "prov_pcode", "former_agency": "agency"}
+                   "province_pcode": "prov_pcode", "former_agency": "agency", "district_id": "distr_id",
+                   "iso_numeric": "iso_num"}  # every property name longer than 10 characters, named by hand
 
 
 class FormatError(ValueError):
