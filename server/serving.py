@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import json
 import multiprocessing
 import os
 import shutil
@@ -39,6 +40,29 @@ NGINX_ENV = "TTP_ATLAS_NGINX"  # path of the nginx binary, when not on PATH
 # is the tehsils layer, about 10 MB; a PDF export of A0 can reach a few hundred MB).
 MAX_SPOOL = "2048m"
 
+# nginx's limits, below gunicorn's: a request line or one header line up to 8 kB, 32 kB of headers in all
+HEADER_BUFFERS = "4 8k"
+UNLIMITED_BEHIND_PROXY = {"limit_request_line": 0, "limit_request_field_size": 32768,
+                          "limit_request_fields": 32768}
+# Every error nginx itself can answer (not the app's: those are problem documents already, passed through).
+PROBLEMS = {
+    400: ("Bad request", "the request is not valid HTTP/1.1"),
+    405: ("Method not allowed", "use GET, HEAD or OPTIONS"),
+    408: ("Request timeout", "the request did not arrive in time"),
+    411: ("Length required", "a request body needs a Content-Length"),
+    413: ("Content too large", "the service takes no request bodies"),
+    414: ("URI too long", "the request line is longer than 8 kB"),
+    431: ("Request header fields too large",
+          "a request header line is longer than 8 kB, or all of them are longer than 32 kB"),
+    500: ("Internal server error", "the front end failed; try again"),
+    501: ("Not implemented", "the transfer encoding is not supported"),
+    502: ("Bad gateway", "the application server is not answering; try again"),
+    503: ("Service unavailable", "the service is overloaded; try again"),
+    504: ("Gateway timeout", "the application server did not answer in time"),
+    505: ("HTTP version not supported", "use HTTP/1.0 or HTTP/1.1"),
+}
+SENT_AS = {494: 431}  # nginx's internal code for a header too large (sent as a plain 400 otherwise)
+
 
 class ServeError(RuntimeError):
     """nginx is missing, or a part of the service died; the message says which and what to do."""
@@ -56,8 +80,8 @@ def options(bind: str, workers: int, behind_proxy: bool) -> dict:
         "keepalive": 5,
         "accesslog": None if behind_proxy else "-",  # behind nginx, nginx logs each request with the client
         "errorlog": "-",
-        "limit_request_line": 8190,
-        "limit_request_fields": 100,
+        # nginx alone refuses oversize requests, as problem documents; gunicorn would answer them in HTML
+        **(UNLIMITED_BEHIND_PROXY if behind_proxy else {}),
         "max_requests": 0,
         "control_socket_disable": True,  # one shared path per user: parallel servers would take each other's
         # Only X-Forwarded-Proto, and only from a trusted peer: the unix socket (nginx alone can reach
@@ -79,19 +103,13 @@ class AtlasServer(BaseApplication):
         return self.application
 
 
-def nginx_config(work: Path, listen: str, upstream: Path) -> str:
+def nginx_config(work: Path, listen: str, upstream: Path, cors_origins: str = "*") -> str:
     """nginx as a buffering front end: it holds slow and idle clients, gunicorn sees whole requests."""
     user = "user root;" if os.geteuid() == 0 else ""  # as root, workers would otherwise be 'nobody'
-    problems = {400: "Bad request", 408: "Request timeout", 413: "Request too large", 414: "URI too long",
-                494: "Request headers too large", 502: "Bad gateway", 503: "Service unavailable",
-                504: "Gateway timeout"}
-    error_pages = "\n".join(f"        error_page {code} /_problem/{code};" for code in problems)
-    problem_locations = "\n".join(
-        f"        location = /_problem/{code} {{ internal; default_type application/problem+json; "
-        f"add_header X-Content-Type-Options nosniff always; "
-        f"return {400 if code == 494 else code} '{{\"type\":\"about:blank\",\"title\":\"{title}\","
-        f"\"status\":{400 if code == 494 else code},\"detail\":\"{title.lower()}\"}}'; }}"
-        for code, title in problems.items())
+    error_pages = "\n".join(f"        error_page {code} ={sent} /_problem/{sent};"
+                             for code, sent in [*zip(PROBLEMS, PROBLEMS), *SENT_AS.items()])
+    problem_locations = "\n".join(_problem_location(status, title, detail)
+                                   for status, (title, detail) in PROBLEMS.items())
     return f"""
 {user}
 worker_processes auto;
@@ -116,7 +134,7 @@ http {{
     keepalive_requests 1000;
     reset_timedout_connection on;
     client_max_body_size 1k;  # the service takes no request bodies
-    large_client_header_buffers 4 16k;
+    large_client_header_buffers {HEADER_BUFFERS};  # the longest request line or header line, and all
     # whole requests in, whole responses out: gunicorn is done with a request in milliseconds
     proxy_request_buffering on;
     proxy_buffering on;
@@ -128,6 +146,7 @@ http {{
     proxy_connect_timeout 5s;
     proxy_read_timeout 120s;
     upstream atlas {{ server unix:{upstream}; }}
+{_cors_map(cors_origins)}
     server {{
         listen {listen} backlog=4096;
         location / {{
@@ -146,6 +165,25 @@ http {{
     }}
 }}
 """
+
+
+def _problem_location(status: int, title: str, detail: str) -> str:
+    """An internal location answering nginx's own error ``status`` with an RFC 9457 problem document."""
+    body = json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
+    assert "'" not in body and "$" not in body, body  # inside nginx's single quotes, with no variables
+    allow = 'add_header Allow "GET, HEAD, OPTIONS" always; ' if status == 405 else ""
+    return (f"        location = /_problem/{status} {{ internal; default_type application/problem+json; "
+            f"add_header X-Content-Type-Options nosniff always; "
+            f"add_header Access-Control-Allow-Origin $atlas_cors_origin always; {allow}"
+            f"return {status} '{body}'; }}")
+
+
+def _cors_map(cors_origins: str) -> str:
+    """``$atlas_cors_origin``: the app's CORS rule (``*`` or a list of origins) for nginx's own answers."""
+    if cors_origins == "*":
+        return "    map $http_origin $atlas_cors_origin { default *; }"
+    allowed = " ".join(f'"{origin}" "{origin}";' for origin in cors_origins.split(",") if origin)
+    return f'    map $http_origin $atlas_cors_origin {{ default ""; {allowed} }}'
 
 
 def listen_address(host: str, port: int) -> str:
@@ -245,7 +283,7 @@ def run(build_root: Path, data_root: Path, host: str, port: int, workers: int, p
         work = Path(folder)
         upstream = work / "gunicorn.sock"
         config = work / "nginx.conf"
-        config.write_text(nginx_config(work, listen_address(host, port), upstream))
+        config.write_text(nginx_config(work, listen_address(host, port), upstream, app.config["CORS_ORIGINS"]))
         gunicorn = _fork_gunicorn(app, options(f"unix:{upstream}", workers, behind_proxy=True))
         children = {gunicorn: "gunicorn"}
         try:

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from server.app import content_security_policy
+from tests.conftest import start_server, stop_server
 
 LONG = "x" * 5000
 # A path that decodes to one climbing above the root, or holding a NUL: nginx in front refuses it (400)
@@ -129,9 +130,66 @@ def test_bad_parameter_problem_names_the_parameter(server):
     assert problem["parameter"] == "limit" and "limit" in problem["detail"]
 
 
-def test_oversized_request_headers_are_refused(server):
-    response = requests.get(f"{server}/collections", headers={"X-Padding": "y" * 10000}, timeout=30)
-    assert response.status_code in (400, 431)
+def raw_exchange(server: str, request: bytes) -> http.client.HTTPResponse:
+    """Send REQUEST byte for byte (no client library tidies it up) and read the one response."""
+    host, port = urlsplit(server).netloc.split(":")
+    conn = socket.create_connection((host, int(port)), timeout=30)
+    conn.sendall(request)
+    response = http.client.HTTPResponse(conn)
+    response.begin()
+    response.body = response.read()
+    conn.close()
+    return response
+
+
+def request_with(line: str = "GET /healthz HTTP/1.1", *headers: str) -> bytes:
+    return "\r\n".join([line, "Host: 127.0.0.1", *headers, "Connection: close", "", ""]).encode("latin-1")
+
+
+# Requests refused before the app sees them, by the front end or the app server (status, request).
+REFUSED_UPSTREAM = [
+    (414, request_with(f"GET /lookup?q={'a' * 9000} HTTP/1.1")),
+    (414, request_with(f"GET /lookup?q={'a' * 20000} HTTP/1.1")),
+    (431, request_with("GET /healthz HTTP/1.1", f"X-Foo: {'y' * 10000}")),
+    (431, request_with("GET /healthz HTTP/1.1", f"Cookie: session={'c' * 10000}")),
+    (431, request_with("GET /healthz HTTP/1.1", *[f"X-Padding-{i}: {'p' * 7000}" for i in range(6)])),
+    (405, request_with("TRACE /healthz HTTP/1.1")),
+    (405, request_with("CONNECT /healthz HTTP/1.1")),
+    (400, request_with("CONNECT 127.0.0.1:443 HTTP/1.1")),
+    (505, request_with("GET /healthz HTTP/2.0")),
+    (505, request_with("GET /healthz HTTP/3.7")),
+    (400, request_with("GET /healthz HTTP/1.1", "Content-Length: x")),
+    (413, request_with("GET /healthz HTTP/1.1", "Content-Length: 5000")),
+    (501, request_with("GET /healthz HTTP/1.1", "Transfer-Encoding: gzip")),
+]
+
+
+@pytest.mark.parametrize(("status", "request_bytes"), REFUSED_UPSTREAM,
+                         ids=[f"{status} {r[:40].decode()}" for status, r in REFUSED_UPSTREAM])
+def test_front_end_refusals_are_problem_documents(server, status, request_bytes):
+    response = raw_exchange(server, request_bytes)
+    assert response.status == status, (response.status, response.body[:200])
+    assert response.getheader("Content-Type") == "application/problem+json", response.body[:200]
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("Access-Control-Allow-Origin") == "*"
+    problem = json.loads(response.body)
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+
+
+@pytest.mark.parametrize("length", [4200, 8100, 8150, 8180, 8190, 8200])
+def test_request_lines_near_the_limits_get_problem_documents(server, length):
+    """Every length near gunicorn's old 8190-byte limit: refused by one side only, always as JSON."""
+    response = raw_exchange(server, request_with(f"GET /healthz?{'a' * (length - 22)} HTTP/1.1"))
+    assert response.status in (400, 414), (length, response.status)
+    assert response.getheader("Content-Type") == "application/problem+json", (length, response.body[:200])
+
+
+@pytest.mark.parametrize(("size", "count"), [(8150, 1), (8170, 1), (1, 150), (100, 200)])
+def test_headers_the_front_end_takes_reach_the_app(server, size, count):
+    """Headers within nginx's limits (8 kB a line, 32 kB in all) are served, not refused by gunicorn."""
+    headers = [f"X-Padding-{i}: {'p' * size}" for i in range(count)]
+    response = raw_exchange(server, request_with("GET /healthz HTTP/1.1", *headers))
+    assert response.status == 200, (size, count, response.status, response.body[:200])
 
 
 def test_html_pages_allow_only_their_own_origin(server):
@@ -170,3 +228,15 @@ def test_slowloris_connection_is_cut_by_the_front_end(server):
                 received += chunk
         waited = time.monotonic() - began
     assert b"200 OK" not in received and 5 < waited < 20, (waited, received[:100])
+
+
+def test_front_end_refusals_follow_the_configured_cors_origins(built, data_root):
+    process, url = start_server(built, data_root, workers=1,
+                                env={"TTP_ATLAS_CORS_ORIGINS": "https://a.example,https://b.example"})
+    try:
+        for origin, allowed in [("https://b.example", "https://b.example"), ("https://evil.example", None)]:
+            response = raw_exchange(url, request_with("TRACE /healthz HTTP/1.1", f"Origin: {origin}"))
+            assert response.status == 405 and response.getheader("Allow") == "GET, HEAD, OPTIONS"
+            assert response.getheader("Access-Control-Allow-Origin") == allowed, origin
+    finally:
+        stop_server(process)
