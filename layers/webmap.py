@@ -40,8 +40,8 @@ VIEW_ZOOM = 6  # geometry is simplified for this zoom: a Pakistan-wide view on t
 MIN_ZOOM, MAX_ZOOM = 3, 14
 ZOOM_STEP = 0.25  # the map zooms in quarter steps (zoomSnap); labels and layers show from such a step
 HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # unticked, unless the map's only layer
-WIDE_PX = 700  # narrower maps start with the legend and the layer list folded
-FOLD_COST = 0.75  # zoom levels an open legend may cost the first view before it starts folded
+WIDE_PX = 700  # narrower maps (embedded ones too) start with the legend and the layer list folded
+FOLD_COST = 0.75  # zoom levels an open legend may cost a wide map's first view before it starts folded
 # The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
 # font this much larger than the one drawn (checked by the browser test of label overlaps).
 LABEL_BOX_PX = 2
@@ -269,6 +269,19 @@ def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[floa
             stacked = np.vstack(boxes)
             return _leaflet_bounds((*stacked[:, :2].min(axis=0), *stacked[:, 2:].max(axis=0)))
     return _leaflet_bounds(atlas.pakistan_bounds)
+
+
+def start_view(atlas, view: View, shown: list[str], indices: dict[str, list[int]]) -> dict | None:
+    """Where a map of one layer drawn only from a finer zoom than its fitted view (tehsils, from 8) opens,
+    so that it shows its layer: that zoom, centred on the previewed features or on the national capital
+    (the reader zooms out for the country). None for other maps: they open fitted to their bounds."""
+    if len(shown) != 1 or (zoom := layer_min_zoom(shown[0], shown)) <= MIN_ZOOM:
+        return None
+    if view.ids:
+        (south, west), (north, east) = fit_bounds(atlas, view, indices)
+        return {"zoom": zoom, "centre": [(south + north) / 2, (west + east) / 2]}
+    capital = next(p for p in places.places() if p.kind == "national-capital")
+    return {"zoom": zoom, "centre": [capital.lat, capital.lon]}
 
 
 # --- styles ------------------------------------------------------------------------------------
@@ -547,6 +560,9 @@ html, body { display: flex; flex-direction: column; }
   .atlas-header .atlas-asof { font-size: 12px; }
   .atlas-caveat { font-size: 10px; }
   .atlas-dates > span { display: none; }
+{% if embed %}  .folium-map .leaflet-control-attribution { max-width: calc(100vw - 120px); }
+  .folium-map .leaflet-control-attribution:not(:hover):not(:focus-within) { white-space: nowrap;
+    overflow: hidden; text-overflow: ellipsis; }{% endif %}
 }
 .atlas-popup, .atlas-popup table { font-size: 12px; line-height: 1.35; }
 .leaflet-popup-content { max-height: max(140px, min(420px, 50vh)); overflow-y: auto; }
@@ -602,7 +618,7 @@ class MapScript(MacroElement):
         };
         legend.addTo(map);
         var wide = map.getSize().x >= opts.wide;
-        box.querySelector("details").open = wide || opts.embed;
+        box.querySelector("details").open = wide;
         if (wide && !opts.embed) { control.expand(); }
         function update() {
             var container = map.getContainer(), zoom = map.getZoom();
@@ -612,24 +628,52 @@ class MapScript(MacroElement):
                 item.hidden = !(group && map.hasLayer(group) && zoom >= Number(item.dataset.minZoom));
             });
         }
+        // Labels stay inside the map: a unit's label crossing its edge slides in, a place's name (which
+        // must stay by its marker) hides until the place is further in.
+        function keepLabelsInside() {
+            var frame = container.getBoundingClientRect(), inset = 2;
+            container.querySelectorAll(".atlas-label span").forEach(function(span) {
+                var place = span.parentNode.classList.contains("atlas-place");
+                span.style.marginLeft = span.style.marginTop = span.style.visibility = "";
+                var r = span.getBoundingClientRect();
+                if (!r.width) { return; }
+                var dx = Math.max(0, frame.left + inset - r.left) - Math.max(0, r.right - frame.right + inset),
+                    dy = Math.max(0, frame.top + inset - r.top) - Math.max(0, r.bottom - frame.bottom + inset);
+                if (place && (dx || dy)) { span.style.visibility = "hidden"; return; }
+                if (dx) { span.style.marginLeft = dx + "px"; }
+                if (dy) { span.style.marginTop = dy + "px"; }
+            });
+        }
         map.on("zoomend overlayadd overlayremove baselayerchange", update);
-        // The first view: the bounds as large as the controls allow, keeping clear of them either beside
-        // (tall controls on a wide map) or above and below (short ones on a narrow map), whichever zooms in
-        // more; the legend folds when it would cost more than FOLD_COST zoom levels.
+        map.on("moveend overlayadd", keepLabelsInside);
+        // The first view: the bounds as large as the controls allow, keeping clear of each corner's
+        // controls either beside or above and below them, whichever combination zooms in most; on a wide
+        // map the legend folds when it would cost more than FOLD_COST zoom levels.
         function corner(name) {
             var el = container.querySelector(".leaflet-" + name);
             return el ? [el.offsetWidth, el.offsetHeight] : [0, 0];
         }
         function bestFit() {
-            var tl = corner("top.leaflet-left"), tr = corner("top.leaflet-right"),
-                bl = corner("bottom.leaflet-left"), br = corner("bottom.leaflet-right");
-            return [{paddingTopLeft: [bl[0] + 8, 10], paddingBottomRight: [tr[0] + 8, br[1] + 8]},
-                    {paddingTopLeft: [8, Math.max(tl[1], tr[1]) + 4],
-                     paddingBottomRight: [8, Math.max(bl[1], br[1]) + 4]}].map(function(p) {
-                var room = L.point(p.paddingTopLeft).add(p.paddingBottomRight), size = map.getSize();
-                var fits = room.x < size.x - 40 && room.y < size.y - 40;  // else Leaflet answers its max zoom
-                return [fits ? map.getBoundsZoom(opts.bounds, false, room) : -Infinity, p];
-            }).sort(function(a, b) { return b[0] - a[0]; })[0];
+            var size = map.getSize(), best = [-Infinity, {paddingTopLeft: [4, 4], paddingBottomRight: [4, 4]}];
+            var corners = [["top.leaflet-left", "l", "t"], ["top.leaflet-right", "r", "t"],
+                           ["bottom.leaflet-left", "l", "b"], ["bottom.leaflet-right", "r", "b"]].map(function(c) {
+                return c.concat([corner(c[0])]);
+            });
+            for (var beside = 0; beside < 16; beside++) {
+                var pad = {l: 8, r: 8, t: 8, b: 8};
+                corners.forEach(function(c, i) {
+                    if (beside & (1 << i)) { pad[c[1]] = Math.max(pad[c[1]], c[3][0] + 8); }
+                    else { pad[c[2]] = Math.max(pad[c[2]], c[3][1] + 4); }
+                });
+                var room = L.point(pad.l + pad.r, pad.t + pad.b);
+                if (room.x < size.x - 40 && room.y < size.y - 40) {  // else Leaflet answers its max zoom
+                    var zoom = map.getBoundsZoom(opts.bounds, false, room);
+                    if (zoom > best[0]) {
+                        best = [zoom, {paddingTopLeft: [pad.l, pad.t], paddingBottomRight: [pad.r, pad.b]}];
+                    }
+                }
+            }
+            return best;
         }
         var container = map.getContainer(), details = box.querySelector("details"), fit = bestFit();
         if (details.open) {
@@ -637,9 +681,13 @@ class MapScript(MacroElement):
             var folded = bestFit();
             if (folded[0] - fit[0] < opts.fold_cost) { details.open = true; } else { fit = folded; }
         }
-        var padding = fit[0] > -Infinity ? fit[1] : {paddingTopLeft: [4, 4], paddingBottomRight: [4, 4]};
-        map.fitBounds(opts.bounds, Object.assign({animate: false}, padding));
+        map.fitBounds(opts.bounds, Object.assign({animate: false}, fit[1]));
+        // A one-layer map drawn only from a finer zoom (tehsils) opens where its layer shows.
+        if (opts.start && map.getZoom() < opts.start.zoom) {
+            map.setView(opts.start.centre, opts.start.zoom, {animate: false});
+        }
         update();
+        keepLabelsInside();
     })({{ this._parent.get_name() }},
        { {%- for key, group in this.groups.items() %}{{ key|tojson }}: {{ group.get_name() }}, {% endfor -%} },
        {{ this.control.get_name() }}, {{ this.options|tojson }});
@@ -815,7 +863,8 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
         "labels": label_rows, "labelled": "wilayahs", "places": place_rows,
         "markers": {kind: place_marker(kind) for kind in style.PLACE_STYLES}, "thresholds": thresholds,
         "step": ZOOM_STEP,
-        "bounds": fit_bounds(atlas, view, indices), "wide": WIDE_PX, "embed": view.embed,
+        "bounds": fit_bounds(atlas, view, indices), "start": start_view(atlas, view, shown, indices),
+        "wide": WIDE_PX, "embed": view.embed,
         "fold_cost": FOLD_COST}).add_to(fmap)
     return fmap
 

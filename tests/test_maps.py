@@ -148,14 +148,33 @@ def test_embed_shows_title_date_caveat_and_legend(server, atlas, size):
     with open_page(f"{server}/map?datetime={JULY_2023}&embed=1", size) as page:
         header = page.evaluate("(h => [h.innerText, h.getBoundingClientRect().bottom])"
                                "(document.querySelector('.atlas-header'))")
-        legend = page.evaluate("(l => [l.open, l.getBoundingClientRect().height, l.innerText])"
+        legend = page.evaluate("(l => [l.open, l.getBoundingClientRect().height, l.textContent])"
                                "(document.getElementById('atlas-legend'))")
         assert bounds_contain(page, atlas.pakistan_bounds) and page.console_errors == []
     text, bottom = header
     for part in ("TTP claimed units (not areas of control)", f"as of {JULY_2023}", webmap.caveat_line(), "12 units"):
         assert part in " ".join(text.split())
     assert bottom < size[1] / 4  # one or two lines, the map keeps the rest
-    assert legend[0] and legend[1] < size[1] * 0.75 and "North zone" in legend[2]
+    assert legend[0] == (size[0] >= webmap.WIDE_PX) and legend[1] < size[1] * 0.75 and "North zone" in legend[2]
+
+
+# [zoom, legend open, every zoom button clear of other controls, legend box inside the map]
+EMBED_VIEW = f"""(() => {{ const m = {LEAFLET_MAP}, frame = m.getContainer().getBoundingClientRect();
+  const legend = document.getElementById('atlas-legend'), box = legend.getBoundingClientRect();
+  const clear = [...document.querySelectorAll('.leaflet-control-zoom a')].every(b => {{
+    const r = b.getBoundingClientRect(); return b.contains(document.elementFromPoint((r.left + r.right) / 2,
+                                                                                     (r.top + r.bottom) / 2)); }});
+  return [m.getZoom(), legend.open, clear, box.top >= frame.top && box.bottom <= frame.bottom]; }})()"""
+
+
+@pytest.mark.parametrize(("size", "day", "least_zoom"), [((400, 300), JULY_2023, 3.5), ((600, 400), "2026-03-01", 4.5)])
+def test_small_embeds_open_with_the_legend_folded_and_pakistan_large(server, atlas, artifacts, size, day, least_zoom):
+    with open_page(f"{server}/map?embed=1&datetime={day}", size) as page:
+        zoom, legend_open, buttons_clear, legend_inside = page.evaluate(EMBED_VIEW)
+        assert bounds_contain(page, atlas.pakistan_bounds) and page.console_errors == []
+        page.screenshot(artifacts / f"embed-{size[0]}x{size[1]}-{day}.png")
+    assert not legend_open and buttons_clear and legend_inside
+    assert zoom >= least_zoom  # was 3 and 4.25, the open legend and the attribution taking the room
 
 
 def test_pages_are_cached_with_etags(server):
@@ -265,12 +284,19 @@ def test_a_layer_hidden_in_the_atlas_shows_on_its_own_map(server, layer_id):
     assert ticked == [True] and drawn > 0
 
 
-def test_tehsils_appear_only_from_a_legible_zoom(server):
-    with open_page(f"{server}/map/tehsils?embed=1") as page:
+def test_tehsils_map_opens_where_tehsils_show_and_hides_them_further_out(server, artifacts):
+    """Tehsils are drawn from zoom 8: their own map opens there, on the capital, with their legend entry."""
+    capital = next(p for p in places.places() if p.kind == "national-capital")
+    with open_page(f"{server}/map/tehsils", (1366, 768)) as page:
         visible = "[...document.querySelectorAll('path.atlas-tehsils')].filter(p => getComputedStyle(p).display !== 'none').length"
-        assert page.evaluate(visible) == 0
-        page.zoom_map(8)
-        assert page.evaluate(visible) > 0
+        zoom, centre = page.evaluate(f"(m => [m.getZoom(), m.getCenter()])({LEAFLET_MAP})")
+        drawn = page.evaluate(visible)
+        page.screenshot(artifacts / "map-tehsils-1366x768.png")
+        assert "Tehsils" in legend_rows(page)
+        page.zoom_map(7)
+        assert page.evaluate(visible) == 0 and "Tehsils" not in legend_rows(page)
+    assert zoom == catalogue.layer("tehsils").min_zoom and drawn > 100
+    assert abs(centre["lat"] - capital.lat) < 0.01 and abs(centre["lng"] - capital.lon) < 0.01
 
 
 # --- what a reader sees, at phone, laptop and desktop sizes ------------------------------------------
@@ -309,6 +335,26 @@ def test_pakistan_fits_controls_fold_and_labels_never_overlap(server, atlas, art
             assert overlapping(boxes) == [], (zoom, boxes)
             seen |= {b[0] for b in boxes}
     assert {"Peshawar", "Mardan", "Punjab North", "Zhob (possible extension)"} <= seen
+
+
+# Labels shown (not hidden) whose box crosses the map's edge: [text, left, top, right, bottom].
+LABELS_OUTSIDE = """(() => { const f = document.querySelector('.folium-map').getBoundingClientRect();
+  return [...document.querySelectorAll('.atlas-label span')].filter(s => getComputedStyle(s).visibility !== 'hidden')
+    .map(s => [s.textContent, s.getBoundingClientRect()]).filter(([t, r]) => r.width > 0)
+    .filter(([t, r]) => r.left < f.left || r.right > f.right || r.top < f.top || r.bottom > f.bottom)
+    .map(([t, r]) => [t, r.left, r.top, r.right, r.bottom]); })()"""
+
+
+@pytest.mark.parametrize("day", [JULY_2023, "2026-03-01"])
+def test_labels_stay_inside_the_map_on_a_phone(server, day):
+    """"Qalat-Makran (possible extension)" ran from x = -11 px on a 390 px phone: labels slide inside, or hide."""
+    with open_page(f"{server}/map?datetime={day}", SIZES["phone"]) as page:
+        assert page.evaluate(LABELS_OUTSIDE) == []
+        assert "Qalat-Makran (possible extension)" in [b[0] for b in page.evaluate(LABEL_BOXES)]
+        page.evaluate(f"new Promise(r => {{ const m = {LEAFLET_MAP}; m.once('moveend', () => r(true)); "
+                      f"m.panBy([150, 0], {{animate: false}}); }})")
+        assert page.evaluate(LABELS_OUTSIDE) == []
+        assert overlapping(page.evaluate(LABEL_BOXES)) == []
 
 
 @pytest.mark.parametrize("size", SIZES)
