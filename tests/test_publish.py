@@ -163,8 +163,9 @@ def test_web_map_draws_tiles_and_units_at_two_dates(site, atlas, artifacts):
         choose(page, 0)
         page.wait_until(f"document.body.dataset.period === '{first['from']}'", 20)
         drawn_first = _unit_paths(page)
-        page.wait_until("[...document.querySelectorAll('.leaflet-tile')].length > 0 && [...document."
-                        "querySelectorAll('.leaflet-tile')].every(t => t.classList.contains('leaflet-tile-loaded'))", 20)
+        page.wait_until("[...document.querySelectorAll('.leaflet-tile')].length > 0 && [...document.querySelectorAll("
+                        "'.leaflet-tile')].every(t => t.classList.contains('leaflet-tile-loaded') && "
+                        "getComputedStyle(t).opacity === '1')", 20)  # loaded and faded in
         page.screenshot(artifacts / "publish-first.png")
         first_image = Image.open(artifacts / "publish-first.png").convert("RGB")
         choose(page, len(periods) - 1)
