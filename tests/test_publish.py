@@ -194,3 +194,13 @@ def test_publish_refuses_bad_values_and_leaves_nothing(atlas, tmp_path):
     done = subprocess.run([sys.executable, "-m", "server", "publish", "--build", str(atlas.root), "--out",
                            str(tmp_path / "site"), "--maxzoom", "99"], capture_output=True, text=True)
     assert done.returncode == 2 and "maxzoom 99" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_without_base_url_every_link_is_relative_and_resolves(atlas, tmp_path):
+    root = tmp_path / "site"
+    publish.publish(atlas, root, "", 2, 2)
+    documents = list((root / "ogc").rglob("*.json"))
+    links = [(doc, link["href"]) for doc in documents for link in json.loads(doc.read_text()).get("links", [])]
+    assert len(links) > 8 * len(catalogue.LAYER_IDS)
+    for doc, href in links:
+        assert not href.startswith("http") and (doc.parent / href).resolve().is_file(), (doc, href)
