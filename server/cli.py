@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from geo import datasets
 from layers import build, store
 from layers.wilayahs import WilayahDataError
 from geo.cache import ConfigError
-from server.serving import ServeError
+from server.serving import MAX_WORKERS, ServeError
 
 
 class UsageError(RuntimeError):
@@ -45,6 +46,28 @@ def cmd_serve(args) -> None:
                 proxy=not args.no_proxy)
 
 
+def whole_number(minimum: int, maximum: int, env: str | None = None, note: str = ""):
+    """An argparse ``type`` for an integer option with one spelling per value: ASCII digits, no sign,
+    space, underscore or leading zero (``int`` alone takes '018766', ' 80', '1_0' and '٥'), in range.
+
+    ``env`` names the variable the option's default is read from, so a bad value there is named too.
+    """
+    source = f"; its default comes from ${env}" if env else ""
+
+    def parse(raw: str) -> int:
+        if re.fullmatch(r"0|[1-9][0-9]{0,17}", raw) and minimum <= int(raw) <= maximum:
+            return int(raw)
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from {minimum} to {maximum} in plain "
+                                         f"digits{note}{source}")
+
+    return parse
+
+
+def env_default(name: str, fallback: str) -> str:
+    """The option's default from $NAME, as text: argparse checks it with the option's own type."""
+    return os.environ.get(name) or fallback
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad command line is one line naming the value (no usage block), exit 2."""
 
@@ -70,9 +93,12 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common],
                                 help="serve the layers: nginx in front of gunicorn (builds first if needed)")
     serve.add_argument("--host", default=os.environ.get("TTP_ATLAS_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("TTP_ATLAS_PORT", "8000")))
-    serve.add_argument("--workers", type=int, default=int(os.environ.get("TTP_ATLAS_WORKERS", "0")),
-                       help="worker processes (default: 2 x CPUs + 1)")
+    serve.add_argument("--port", type=whole_number(1, 65535, env="TTP_ATLAS_PORT"),
+                       default=env_default("TTP_ATLAS_PORT", "8000"), help="TCP port (default: $TTP_ATLAS_PORT or 8000)")
+    serve.add_argument("--workers", default=env_default("TTP_ATLAS_WORKERS", "0"),
+                       type=whole_number(0, MAX_WORKERS, env="TTP_ATLAS_WORKERS", note=", 0 meaning automatic"),
+                       help=f"gunicorn worker processes, 0 to {MAX_WORKERS}; 0 (the default, or $TTP_ATLAS_WORKERS): "
+                            f"2 x CPUs + 1, at most {MAX_WORKERS}")
     serve.add_argument("--no-proxy", action="store_true", default=os.environ.get("TTP_ATLAS_NO_PROXY", "") == "1",
                        help="serve gunicorn directly, without the nginx front end (debugging only: slow "
                             "clients can then hold every worker thread; default: $TTP_ATLAS_NO_PROXY=1)")

@@ -39,6 +39,7 @@ NGINX_ENV = "TTP_ATLAS_NGINX"  # path of the nginx binary, when not on PATH
 # The largest response nginx may spool to its temp folder for a slow reader (the biggest download
 # is the tehsils layer, about 10 MB; a PDF export of A0 can reach a few hundred MB).
 MAX_SPOOL = "2048m"
+MAX_WORKERS = 64  # about 160 MB each: more would only trade memory for contention on the CPUs
 
 # nginx's limits, below gunicorn's: a request line or one header line up to 8 kB, 32 kB of headers in all
 HEADER_BUFFERS = "4 8k"
@@ -71,7 +72,7 @@ class ServeError(RuntimeError):
 def options(bind: str, workers: int, behind_proxy: bool) -> dict:
     return {
         "bind": bind,
-        "workers": workers or multiprocessing.cpu_count() * 2 + 1,
+        "workers": workers or min(multiprocessing.cpu_count() * 2 + 1, MAX_WORKERS),
         "preload_app": True,  # load the layers once; workers share them copy-on-write
         "worker_class": "gthread",  # threads overlap socket I/O: about 2.3x the warm-tile throughput of sync
         "threads": 4,

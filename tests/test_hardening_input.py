@@ -12,6 +12,7 @@ import http.client
 import io
 import re
 import subprocess
+import sys
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -164,3 +165,44 @@ def test_cli_errors_are_one_line_with_exit_2(built, data_root, option, value):
 def test_cli_usage_errors_are_one_line(argv):
     code, err = run_cli(argv)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+SERVE_INTEGERS = [("--port", "TTP_ATLAS_PORT", 1, 65535), ("--workers", "TTP_ATLAS_WORKERS", 0, 64)]
+
+
+@settings(BOUNDED, max_examples=30)
+@given(option=st.sampled_from(SERVE_INTEGERS), raw=st.one_of(integer_spellings, st.sampled_from(
+    ["99999", "65536", "018766", "0", "00", "65", "+80", " 80", "80 ", "8_000", "٨٠", "0x50", "1e3", "", "-1"])))
+def test_serve_integers_have_one_spelling_and_a_range(option, raw):
+    """Each serve integer, given or from its environment variable: read when canonical and in range,
+    else one line naming the option, the value and the range, exit 2 (before anything starts)."""
+    name, env, low, high = option
+    for argv, environ in [(["serve", f"{name}={raw}"], {}), (["serve"], {env: raw})]:
+        code, err, args = parse_serve(argv, environ)
+        if canonical_in(raw, low, high) or (environ and raw == ""):  # an empty variable is the same as none
+            assert code is None and getattr(args, name[2:]) == int(raw or {"--port": 8000, "--workers": 0}[name])
+        else:
+            assert code == 2 and len(err.strip().splitlines()) == 1, err
+            assert name in err and repr(raw) in err and f"from {low} to {high}" in err and env in err, err
+
+
+def parse_serve(argv: list[str], environ: dict) -> tuple[int | None, str, object]:
+    """(exit code or None, stderr, parsed arguments) of ``ttp-atlas ARGV`` with ENVIRON set, parsed only."""
+    err = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(err):
+        for key, value in environ.items():
+            patch.setenv(key, value)
+        try:
+            return None, "", cli.parser().parse_args(argv)
+        except SystemExit as done:
+            return done.code, err.getvalue(), None
+
+
+def test_serve_refuses_a_bad_port_before_starting_anything(tmp_path):
+    """No build is read (there is none) and nothing is started: the value is refused first."""
+    for argv in (["--port", "99999"], ["--workers", "0100"], ["--port", "018766"]):
+        result = subprocess.run([sys.executable, "-m", "server", "serve", "--build", str(tmp_path / "none"),
+                                 "--data", str(tmp_path / "none"), *argv], capture_output=True, text=True, timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (argv, result.stderr[-800:])
+        assert argv[0] in lines[0] and repr(argv[1]) in lines[0], lines
