@@ -628,20 +628,25 @@ class MapScript(MacroElement):
                 item.hidden = !(group && map.hasLayer(group) && zoom >= Number(item.dataset.minZoom));
             });
         }
-        // Labels stay inside the map: a unit's label crossing its edge slides in, a place's name (which
-        // must stay by its marker) hides until the place is further in.
+        // Labels stay inside the map: a unit's label centred in the map but crossing its edge slides in;
+        // one centred outside it, or a place's name (which must stay by its marker), hides instead.
         function keepLabelsInside() {
             var frame = container.getBoundingClientRect(), inset = 2;
             container.querySelectorAll(".atlas-label span").forEach(function(span) {
-                var place = span.parentNode.classList.contains("atlas-place");
                 span.style.marginLeft = span.style.marginTop = span.style.visibility = "";
                 var r = span.getBoundingClientRect();
                 if (!r.width) { return; }
                 var dx = Math.max(0, frame.left + inset - r.left) - Math.max(0, r.right - frame.right + inset),
                     dy = Math.max(0, frame.top + inset - r.top) - Math.max(0, r.bottom - frame.bottom + inset);
-                if (place && (dx || dy)) { span.style.visibility = "hidden"; return; }
-                if (dx) { span.style.marginLeft = dx + "px"; }
-                if (dy) { span.style.marginTop = dy + "px"; }
+                if (!dx && !dy) { return; }
+                var x = (r.left + r.right) / 2, y = (r.top + r.bottom) / 2;
+                var centred = x > frame.left && x < frame.right && y > frame.top && y < frame.bottom;
+                if (!centred || span.parentNode.classList.contains("atlas-place")) {
+                    span.style.visibility = "hidden";
+                } else {
+                    span.style.marginLeft = dx + "px";
+                    span.style.marginTop = dy + "px";
+                }
             });
         }
         map.on("zoomend overlayadd overlayremove baselayerchange", update);

@@ -302,7 +302,8 @@ def test_tehsils_map_opens_where_tehsils_show_and_hides_them_further_out(server,
 # --- what a reader sees, at phone, laptop and desktop sizes ------------------------------------------
 
 # Visible label boxes: [text, left, top, right, bottom] of every wilayah label the map shows.
-LABEL_BOXES = """[...document.querySelectorAll('.atlas-label span')].map(s => [s.textContent, s.getBoundingClientRect()])
+LABEL_BOXES = """[...document.querySelectorAll('.atlas-label span')].filter(s => getComputedStyle(s).visibility !== 'hidden')
+  .map(s => [s.textContent, s.getBoundingClientRect()])
   .filter(([t, r]) => r.width > 0 && r.height > 0).map(([t, r]) => [t, r.left, r.top, r.right, r.bottom])"""
 
 
@@ -334,6 +335,11 @@ def test_pakistan_fits_controls_fold_and_labels_never_overlap(server, atlas, art
             boxes = page.evaluate(LABEL_BOXES)
             assert overlapping(boxes) == [], (zoom, boxes)
             seen |= {b[0] for b in boxes}
+        page.evaluate(f"new Promise(r => {{ const m = {LEAFLET_MAP}; m.once('moveend', () => r(true)); "
+                      f"m.setView([34.1, 71.9], 8, {{animate: false}}); }})")  # Peshawar valley
+        boxes = page.evaluate(LABEL_BOXES)
+        assert overlapping(boxes) == [], boxes
+        seen |= {b[0] for b in boxes}
     assert {"Peshawar", "Mardan", "Punjab North", "Zhob (possible extension)"} <= seen
 
 
