@@ -94,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
                                 help="serve the layers: nginx in front of gunicorn (builds first if needed)")
     serve.add_argument("--host", default=os.environ.get("TTP_ATLAS_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=whole_number(1, 65535, env="TTP_ATLAS_PORT"),
-                       default=env_default("TTP_ATLAS_PORT", "8000"), help="TCP port (default: $TTP_ATLAS_PORT or 8000)")
+                       default=env_default("TTP_ATLAS_PORT", "8000"),
+                       help="TCP port, 1 to 65535 (default: $TTP_ATLAS_PORT or 8000)")
     serve.add_argument("--workers", default=env_default("TTP_ATLAS_WORKERS", "0"),
                        type=whole_number(0, MAX_WORKERS, env="TTP_ATLAS_WORKERS", note=", 0 meaning automatic"),
                        help=f"gunicorn worker processes, 0 to {MAX_WORKERS}; 0 (the default, or $TTP_ATLAS_WORKERS): "

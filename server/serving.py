@@ -43,8 +43,8 @@ MAX_WORKERS = 64  # about 160 MB each: more would only trade memory for contenti
 
 # nginx's limits, below gunicorn's: a request line or one header line up to 8 kB, 32 kB of headers in all
 HEADER_BUFFERS = "4 8k"
-UNLIMITED_BEHIND_PROXY = {"limit_request_line": 0, "limit_request_field_size": 32768,
-                          "limit_request_fields": 32768}
+LIMITS_BEHIND_PROXY = {"limit_request_line": 0, "limit_request_field_size": 32768, "limit_request_fields": 32768}
+LIMITS_DIRECT = {"limit_request_line": 8190, "limit_request_field_size": 8190, "limit_request_fields": 100}
 # Every error nginx itself can answer (not the app's: those are problem documents already, passed through).
 PROBLEMS = {
     400: ("Bad request", "the request is not valid HTTP/1.1"),
@@ -81,8 +81,8 @@ def options(bind: str, workers: int, behind_proxy: bool) -> dict:
         "keepalive": 5,
         "accesslog": None if behind_proxy else "-",  # behind nginx, nginx logs each request with the client
         "errorlog": "-",
-        # nginx alone refuses oversize requests, as problem documents; gunicorn would answer them in HTML
-        **(UNLIMITED_BEHIND_PROXY if behind_proxy else {}),
+        # behind nginx, nginx alone refuses oversize requests, as problem documents (gunicorn's are HTML)
+        **(LIMITS_BEHIND_PROXY if behind_proxy else LIMITS_DIRECT),
         "max_requests": 0,
         "control_socket_disable": True,  # one shared path per user: parallel servers would take each other's
         # Only X-Forwarded-Proto, and only from a trusted peer: the unix socket (nginx alone can reach
