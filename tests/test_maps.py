@@ -288,7 +288,8 @@ def test_tehsils_map_opens_where_tehsils_show_and_hides_them_further_out(server,
     """Tehsils are drawn from zoom 8: their own map opens there, on the capital, with their legend entry."""
     capital = next(p for p in places.places() if p.kind == "national-capital")
     with open_page(f"{server}/map/tehsils", (1366, 768)) as page:
-        visible = "[...document.querySelectorAll('path.atlas-tehsils')].filter(p => getComputedStyle(p).display !== 'none').length"
+        visible = ("[...document.querySelectorAll('path.atlas-tehsils')]"
+                   ".filter(p => getComputedStyle(p).display !== 'none').length")
         zoom, centre = page.evaluate(f"(m => [m.getZoom(), m.getCenter()])({LEAFLET_MAP})")
         drawn = page.evaluate(visible)
         page.screenshot(artifacts / "map-tehsils-1366x768.png")
@@ -302,8 +303,8 @@ def test_tehsils_map_opens_where_tehsils_show_and_hides_them_further_out(server,
 # --- what a reader sees, at phone, laptop and desktop sizes ------------------------------------------
 
 # Visible label boxes: [text, left, top, right, bottom] of every wilayah label the map shows.
-LABEL_BOXES = """[...document.querySelectorAll('.atlas-label span')].filter(s => getComputedStyle(s).visibility !== 'hidden')
-  .map(s => [s.textContent, s.getBoundingClientRect()])
+LABEL_BOXES = """[...document.querySelectorAll('.atlas-label span')]
+  .filter(s => getComputedStyle(s).visibility !== 'hidden').map(s => [s.textContent, s.getBoundingClientRect()])
   .filter(([t, r]) => r.width > 0 && r.height > 0).map(([t, r]) => [t, r.left, r.top, r.right, r.bottom])"""
 
 
