@@ -215,8 +215,11 @@ def add_commands(subparsers, common) -> None:
                                     help="write the MVT pyramid to a PMTiles or MBTiles archive")
     command.add_argument("--out", type=Path, required=True, help="archive to write: FILE.pmtiles or FILE.mbtiles")
     command.add_argument("--tileset", default=layer_tiles.ATLAS, help=f"one of {', '.join(layer_tiles.TILESETS)}")
-    command.add_argument("--minzoom", type=int, default=layer_tiles.MIN_ZOOM)
-    command.add_argument("--maxzoom", type=int, default=layer_tiles.MAX_ZOOM)
+    from server.cli import whole_number
+
+    zoom = whole_number(layer_tiles.MIN_ZOOM, layer_tiles.MAX_ZOOM)
+    command.add_argument("--minzoom", type=zoom, default=layer_tiles.MIN_ZOOM)
+    command.add_argument("--maxzoom", type=zoom, default=layer_tiles.MAX_ZOOM)
     command.add_argument("--datetime", default=None,
                          help="wilayah period: a date (2023-07-01) or interval (default: today)")
     command.set_defaults(run=cmd_tiles)

@@ -161,7 +161,9 @@ def test_cli_errors_are_one_line_with_exit_2(built, data_root, option, value):
 
 
 @pytest.mark.parametrize("argv", [["tiles", "--out", "x.pmtiles", "--minzoom", "x"], ["serve", "--port", "http"],
-                                  ["nope"], []])
+                                  ["tiles", "--out", "x.pmtiles", "--minzoom", "05"],
+                                  ["tiles", "--out", "x.pmtiles", "--maxzoom", "٥"],
+                                  ["tiles", "--out", "x.pmtiles", "--maxzoom", "15"], ["nope"], []])
 def test_cli_usage_errors_are_one_line(argv):
     code, err = run_cli(argv)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
