@@ -32,13 +32,16 @@ def cmd_publish(args) -> None:
 
 
 def add_commands(subparsers, common) -> None:
+    from server.cli import whole_number
+
+    zoom = whole_number(layer_tiles.MIN_ZOOM, layer_tiles.MAX_ZOOM)
     command = subparsers.add_parser("publish", parents=[common],
                                     help="write the atlas as a static site (map, PMTiles, data, OGC API JSON)")
     command.add_argument("--out", type=Path, required=True, help="folder to write (replaced atomically)")
     command.add_argument("--base-url", default="",
                          help="URL the folder will be served at (OGC API clients need absolute links)")
-    command.add_argument("--maxzoom", type=int, default=layer_tiles.MAX_ZOOM, help="deepest vector tile zoom")
-    command.add_argument("--png-maxzoom", type=int, default=publish.PNG_MAXZOOM,
+    command.add_argument("--maxzoom", type=zoom, default=layer_tiles.MAX_ZOOM, help="deepest vector tile zoom")
+    command.add_argument("--png-maxzoom", type=zoom, default=publish.PNG_MAXZOOM,
                          help="deepest zoom of the PNG basemap (deeper zooms scale it up)")
     command.add_argument("--datetime", default=None, help="the date of the vector tiles' units (default: today)")
     command.set_defaults(run=cmd_publish)

@@ -193,7 +193,8 @@ def test_publish_refuses_bad_values_and_leaves_nothing(atlas, tmp_path):
     assert list(tmp_path.iterdir()) == []
     done = subprocess.run([sys.executable, "-m", "server", "publish", "--build", str(atlas.root), "--out",
                            str(tmp_path / "site"), "--maxzoom", "99"], capture_output=True, text=True)
-    assert done.returncode == 2 and "maxzoom 99" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "'99' is not a whole number from 0 to 14" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "site").exists()
 
 
 def test_without_base_url_every_link_is_relative_and_resolves(atlas, tmp_path):
