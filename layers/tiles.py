@@ -24,6 +24,7 @@ from pmtiles.writer import Writer
 
 from geo import tiles as geotiles
 from geo.atomic import staged_file
+from geo.cache import ByteCache, budget_from_env
 from layers import catalogue, disputed, features, style
 
 MIN_ZOOM, MAX_ZOOM = 0, 14
@@ -31,7 +32,7 @@ ATLAS = "atlas"
 TILESETS: tuple[str, ...] = (ATLAS, *catalogue.LAYER_IDS)
 ARCHIVE_SUFFIXES = (".pmtiles", ".mbtiles")
 MVT_MIMETYPE = geotiles.MVT_MIMETYPE
-CACHE_SIZE = 4096  # rendered tiles kept per process (a few hundred KB at most each)
+TILE_CACHE_ENV = "TTP_ATLAS_TILE_CACHE_MB"  # rendered tiles kept per process, by bytes (default 64 MiB)
 
 # The properties each layer's tiles carry: what a style or a popup needs, scalars only (MVT has
 # no lists); the full records are in the features API.
@@ -132,7 +133,7 @@ class TileSource:
     the same wilayah period shares one cached tile.
     """
 
-    def __init__(self, atlas, cache_size: int = CACHE_SIZE):
+    def __init__(self, atlas, cache_bytes: int | None = None):
         self.atlas = atlas
         self.bounds = {tileset: tileset_bounds(atlas, tileset) for tileset in TILESETS}
         self.pyramid_bounds = {tileset: pyramid_bounds(atlas, tileset) for tileset in TILESETS}
@@ -142,8 +143,7 @@ class TileSource:
         lines = [geom for _, geom in disputed.disputed_lines(atlas)]
         self._disputed = geotiles.index(np.array(lines, dtype=object)) if lines else None
         self.selection = lru_cache(maxsize=256)(self._select)
-        self._mvt = lru_cache(maxsize=cache_size)(self._render_mvt)
-        self._png = lru_cache(maxsize=cache_size)(self._render_png)
+        self._tiles = ByteCache(budget_from_env(TILE_CACHE_ENV, 64) if cache_bytes is None else cache_bytes)
 
     # --- selection -------------------------------------------------------------------------------
 
@@ -202,11 +202,15 @@ class TileSource:
     def mvt(self, tileset: str, z: int, x: int, y: int, period=None) -> bytes:
         """The MVT tile (b"" when no feature touches it); raises TileOutside for tiles not served."""
         self.check(tileset, z, x, y)
-        return self._mvt(tileset, z, x, y, self.selection(tileset, period or parse_datetime(None)))
+        selection = self.selection(tileset, period or parse_datetime(None))
+        return self._tiles.get_or_make(("mvt", tileset, z, x, y, selection),
+                                       lambda: self._render_mvt(tileset, z, x, y, selection))
 
     def png(self, tileset: str, z: int, x: int, y: int, period=None, scale: int = 1) -> bytes:
         self.check(tileset, z, x, y)
-        return self._png(tileset, z, x, y, self.selection(tileset, period or parse_datetime(None)), scale)
+        selection = self.selection(tileset, period or parse_datetime(None))
+        return self._tiles.get_or_make(("png", tileset, z, x, y, selection, scale),
+                                       lambda: self._render_png(tileset, z, x, y, selection, scale))
 
     def _render_mvt(self, tileset, z, x, y, selection, windows=None) -> bytes:
         layers = [(lid, geoms, [self._properties[lid][i] for i in hits])
@@ -225,10 +229,6 @@ class TileSource:
             layers.insert(after, (lines, [disputed.disputed_style()] * len(hits)))
         return geotiles.render(layers, background=style.BACKGROUND if tileset == ATLAS else None, scale=scale,
                                origin=(x * geotiles.TILE_SIZE, y * geotiles.TILE_SIZE))
-
-    def cache_clear(self) -> None:
-        self._mvt.cache_clear()
-        self._png.cache_clear()
 
     # --- metadata --------------------------------------------------------------------------------
 

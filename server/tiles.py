@@ -202,7 +202,7 @@ def cmd_tiles(args) -> None:
         layer_tiles.check_range(args.minzoom, args.maxzoom)
         atlas = store.ensure_build(args.build, args.data)
         info = layer_tiles.write_archive(layer_tiles.TileSource(atlas), args.out, args.tileset, args.minzoom,
-                                         args.maxzoom, period)
+                                         args.maxzoom, period, args.format)
     except (layer_tiles.TileError, layer_features.QueryError) as error:
         raise UsageError(str(error)) from None
     print(f"wrote {info['tiles']} tiles ({info['bytes']} bytes, zooms {info['minzoom']}-{info['maxzoom']}, "
@@ -212,7 +212,7 @@ def cmd_tiles(args) -> None:
 def add_commands(subparsers, common) -> None:
     """``ttp-atlas tiles --out FILE.pmtiles|.mbtiles``: here ``--out`` is the archive, ``--build`` the build."""
     command = subparsers.add_parser("tiles", parents=[common],
-                                    help="write the MVT pyramid to a PMTiles or MBTiles archive")
+                                    help="write the tile pyramid (MVT or PNG) to a PMTiles or MBTiles archive")
     command.add_argument("--out", type=Path, required=True, help="archive to write: FILE.pmtiles or FILE.mbtiles")
     command.add_argument("--tileset", default=layer_tiles.ATLAS, help=f"one of {', '.join(layer_tiles.TILESETS)}")
     from server.cli import whole_number
@@ -222,4 +222,6 @@ def add_commands(subparsers, common) -> None:
     command.add_argument("--maxzoom", type=zoom, default=layer_tiles.MAX_ZOOM)
     command.add_argument("--datetime", default=None,
                          help="wilayah period: a date (2023-07-01) or interval (default: today)")
+    command.add_argument("--format", choices=layer_tiles.FORMATS, default="mvt",
+                         help="mvt (gzipped vector tiles) or png (drawn in the server's style)")
     command.set_defaults(run=cmd_tiles)

@@ -15,6 +15,7 @@ import pytest
 import requests
 from PIL import Image
 from pmtiles.reader import MmapSource, Reader
+from pmtiles.tile import TileType
 
 from layers import catalogue, style
 from tests.conftest import start_server, stop_server
@@ -160,7 +161,19 @@ def test_archives_readable_by_gdal(archives, name):
     assert frame.geometry.is_valid.all()
 
 
+def test_cli_writes_a_png_archive(built, data_root, tmp_path):
+    path = tmp_path / "basemap.pmtiles"
+    done = cli("--build", built, "--data", data_root, "--out", path, "--maxzoom", 3, "--format", "png")
+    assert done.returncode == 0, done.stderr
+    with open(path, "rb") as handle:
+        reader = Reader(MmapSource(handle))
+        assert reader.header()["tile_type"] == TileType.PNG and reader.header()["max_zoom"] == 3
+        image = Image.open(io.BytesIO(reader.get(3, 5, 3)))  # z3 over Pakistan and its neighbours
+    assert image.size == (256, 256) and len(set(image.convert("RGB").getdata())) > 3
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--out", "x.pmtiles", "--format", "jpeg"], "--format"),
     (["--out", "x.zip"], ".pmtiles or .mbtiles"),
     (["--out", "x.pmtiles", "--tileset", "roads"], "--tileset 'roads'"),
     (["--out", "x.pmtiles", "--minzoom", "6", "--maxzoom", "2"], "zoom range 6-2"),
