@@ -71,19 +71,27 @@ def nginx(root: Path, types: dict[str, str] | None = None):
                 server {{ listen 127.0.0.1:{port}; root {root}; }}
             }}
         """))
-        process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(config), "-p", work],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
+        with run_nginx(config, work, url):
+            yield url
+
+
+@contextlib.contextmanager
+def run_nginx(config: Path, work, ready_url: str):
+    """nginx as a child process (``config`` says ``daemon off``, ``work`` is its prefix) for the block,
+    which starts once ``ready_url`` answers; benchmarks and tests that need an nginx of their own share it."""
+    process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-e", "stderr", "-p", str(work),
+                                "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
         for _ in range(100):
             with contextlib.suppress(requests.ConnectionError):
-                requests.get(url, timeout=1)
+                requests.get(ready_url, timeout=1)
                 break
             time.sleep(0.1)
-        try:
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def _seconds(text: str) -> float:

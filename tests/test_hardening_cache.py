@@ -11,16 +11,14 @@ import contextlib
 import gzip
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from bench.common import run_nginx
 from tests.conftest import free_port
 
 URLS = ["/", "/collections", "/collections/districts/items?limit=20", "/collections/wilayahs",
@@ -44,6 +42,7 @@ def caching_proxy(upstream: str):
         user = "user root;" if os.geteuid() == 0 else ""  # else workers run as nobody: no access to work
         config.write_text(textwrap.dedent(f"""
             {user}
+            daemon off;
             pid {work}/nginx.pid;
             worker_processes 1;
             events {{ worker_connections 256; }}
@@ -66,20 +65,9 @@ def caching_proxy(upstream: str):
                 }}
             }}
         """))
-        process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-e", "stderr", "-p", work,
-                                    "-c", str(config), "-g", "daemon off;"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(100):
-                with contextlib.suppress(requests.ConnectionError):
-                    requests.get(f"{url}/healthz", timeout=2)
-                    break
-                time.sleep(0.1)
+        with run_nginx(config, work, f"{url}/healthz"):
             yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def fetch(url: str, headers: dict) -> tuple[requests.Response, bytes]:

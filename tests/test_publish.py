@@ -7,11 +7,9 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import requests
 from PIL import Image
 from pmtiles.tile import TileType, deserialize_header
 
+from bench.common import run_nginx
 from layers import catalogue, publish, style
 from tests.browser import open_page
 from tests.conftest import free_port
@@ -54,19 +53,9 @@ def nginx(root: Path, port: int, work: Path):
             server {{ listen 127.0.0.1:{port}; root {root}; }}
         }}
     """))
-    process = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(config), "-p", str(work)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            with contextlib.suppress(requests.ConnectionError):
-                requests.get(url + "/manifest.json", timeout=1)
-                break
-            time.sleep(0.1)
+    with run_nginx(config, work, url + "/manifest.json"):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
