@@ -217,24 +217,12 @@ def default_title(layer_ids: tuple[str, ...]) -> str:
 
 
 @functools.cache
-def periods() -> tuple[tuple[str, str], ...]:
-    """(first day, label) of each claimed structure, oldest first, from the wilayah file."""
-    return tuple((period["from"], period["label"]) for period in wilayahs.load()["periods"])
-
-
-def period_label(date: str) -> str | None:
-    """The label of the structure in force at ``date``, e.g. "12 units: Punjab North and South added (late
-    June 2023)"; None before the first."""
-    current = [label for start, label in periods() if start <= date]
-    return current[-1] if current else None
-
-
 def default_subtitle(place: str, date: str, temporal: bool) -> str:
     """"Pakistan: <period label>, as of <date>" for dated layers, else the place."""
     if not temporal:
         return place
-    period = period_label(date)
-    return f"{place}: {period}, as of {date}" if period else f"{place}, as of {date}"
+    period = wilayahs.period_at(date)  # e.g. "12 units: Punjab North and South added (late June 2023)"
+    return f"{place}: {period['label']}, as of {date}" if period else f"{place}, as of {date}"
 
 
 def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, orientation=None, dpi=None,

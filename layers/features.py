@@ -79,18 +79,13 @@ class Collection:
 PERIOD = "period"  # the queryable and collection suffix of one period of a temporal layer
 
 
-def periods() -> list[dict]:
-    """The periods of the wilayah file: ``{"from": ISO date, "label": text}``, oldest first."""
-    return wilayahs.load()["periods"]
-
-
 def collections() -> dict[str, Collection]:
     """Every collection by id: the catalogue's layers in order, then one per period of each temporal layer."""
     whole = [Collection(layer.id, layer) for layer in catalogue.LAYERS]
-    starts = [p["from"] for p in periods()]
+    starts = [p["from"] for p in wilayahs.periods()]
     ends = [(dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat() for day in starts[1:]] + [None]
     timed = [Collection(f"{layer.id}-{p['from']}", layer, p["from"], p["label"], end)
-             for layer in catalogue.LAYERS if layer.temporal for p, end in zip(periods(), ends, strict=True)]
+             for layer in catalogue.LAYERS if layer.temporal for p, end in zip(wilayahs.periods(), ends, strict=True)]
     return {c.id: c for c in (*whole, *timed)}
 
 
@@ -137,7 +132,7 @@ def _queryables(features: list[dict], temporal: bool) -> dict[str, Queryable]:
         name = next((single for single, plural in PLURALS.items() if plural == key and single not in keys), key)
         found[name] = Queryable(name, key, many, tuple(distinct) if len(distinct) <= ENUM_MAX else None)
     if temporal:
-        found[PERIOD] = Queryable(PERIOD, None, False, tuple(p["from"] for p in periods()))
+        found[PERIOD] = Queryable(PERIOD, None, False, tuple(p["from"] for p in wilayahs.periods()))
     return found
 
 

@@ -134,12 +134,6 @@ def wilayah_file() -> dict:
     return wilayahs.load()
 
 
-def period_at(day: str) -> dict | None:
-    """The reported structure in force on ``day`` (the last period starting on or before it); None before
-    the first."""
-    started = [p for p in wilayah_file()["periods"] if p["from"] <= day]
-    return started[-1] if started else None
-
 
 def is_confirmed(period: dict) -> bool:
     """A structure is confirmed unless the wilayah file says ``confirmed: false``."""
@@ -147,7 +141,7 @@ def is_confirmed(period: dict) -> bool:
 
 
 def last_confirmed() -> dict:
-    return [p for p in wilayah_file()["periods"] if is_confirmed(p)][-1]
+    return [p for p in wilayahs.periods() if is_confirmed(p)][-1]
 
 
 def unit_count(atlas, day: str) -> int:
@@ -436,9 +430,9 @@ def period_html(view: View, units: int) -> str:
     """The view in words: the period's label (with its unit count), or that no units are reported at the
     date; a banner when the structure is unconfirmed, pointing to the last confirmed one."""
     esc = html.escape
-    period = period_at(view.as_of)
+    period = wilayahs.period_at(view.as_of)
     if units == 0 or period is None:
-        first = wilayah_file()["periods"][0]["from"]
+        first = wilayahs.periods()[0]["from"]
         before = f" (the first reported structure dates from {first})" if view.as_of < first else ""
         return f'<p class="atlas-period atlas-empty">No claimed units reported on this date{before}.</p>'
     label = period["label"]
@@ -457,12 +451,12 @@ def period_html(view: View, units: int) -> str:
 def date_nav_html(view: View) -> str:
     """Links to the reported structures (the one in force highlighted) and a date box; the URL carries
     ``datetime`` so that views can be linked."""
-    current = period_at(view.as_of)
+    current = wilayahs.period_at(view.as_of)
     marks = {True: ' aria-current="true"', False: ""}
     links = "".join(
         f'<a href="?datetime={p["from"]}"{marks[p is current]} '
         f'title="{html.escape(p["label"])}">{p["from"]}{"" if is_confirmed(p) else " (unconfirmed)"}</a>'
-        for p in wilayah_file()["periods"])
+        for p in wilayahs.periods())
     return (f'<nav class="atlas-dates"><span>Reported structures:</span> {links}'
             f'<form method="get"><input type="date" name="datetime" value="{view.as_of}" aria-label="date">'
             f'<button type="submit">Show</button></form></nav>')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -108,6 +109,18 @@ def load(path: Path = WILAYAHS_FILE) -> dict:
                 "confirmed": p.get("confirmed", True) is not False} for p in data["periods"]]
     return {"units": units, "sources": sources, "periods": periods,
             "confidence_rules": data["confidence_rules"], "path": str(path)}
+
+
+@lru_cache(maxsize=1)
+def periods() -> tuple[dict, ...]:
+    """The reported structures of the wilayah file, oldest first: ``{"from", "label", "confirmed"}``."""
+    return tuple(load()["periods"])
+
+
+def period_at(day: str) -> dict | None:
+    """The reported structure in force on ``day`` (the last one starting on or before it); None before the first."""
+    started = [p for p in periods() if p["from"] <= day]
+    return started[-1] if started else None
 
 
 def valid_during(properties: dict, start: str | None, end: str | None) -> bool:
