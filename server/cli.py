@@ -16,7 +16,7 @@ from geo import datasets
 from layers import build, store
 from layers.wilayahs import WilayahDataError
 from geo.cache import ConfigError
-from server.serving import MAX_WORKERS, ServeError
+from server.serving import MAX_WORKERS, NO_PROXY_ENV, ServeError
 
 
 class UsageError(RuntimeError):
@@ -100,9 +100,9 @@ def parser() -> argparse.ArgumentParser:
                        type=whole_number(0, MAX_WORKERS, env="TTP_ATLAS_WORKERS", note=", 0 meaning automatic"),
                        help=f"gunicorn worker processes, 0 to {MAX_WORKERS}; 0 (the default, or $TTP_ATLAS_WORKERS): "
                             f"2 x CPUs + 1, at most {MAX_WORKERS}")
-    serve.add_argument("--no-proxy", action="store_true", default=os.environ.get("TTP_ATLAS_NO_PROXY", "") == "1",
+    serve.add_argument("--no-proxy", action="store_true", default=os.environ.get(NO_PROXY_ENV, "") == "1",
                        help="serve gunicorn directly, without the nginx front end (debugging only: slow "
-                            "clients can then hold every worker thread; default: $TTP_ATLAS_NO_PROXY=1)")
+                            f"clients can then hold every worker thread; default: ${NO_PROXY_ENV}=1)")
     serve.set_defaults(run=cmd_serve)
     for module in feature_modules():
         module.add_commands(commands, common)

@@ -1,10 +1,10 @@
 """XYZ tiles: ``/tiles/{tileset}/{z}/{x}/{y}.mvt|.png|@2x.png``, ``/tiles/{tileset}.json`` (TileJSON 3.0.0),
 and ``ttp-atlas tiles`` to write the pyramid to a PMTiles or MBTiles archive.
 
-A tile outside the zoom range (0-14), the tile grid or the tileset's bounds is a 404; a tile inside
+A tile outside the zoom range (0-14) or the tile grid is a 404; every tile inside is served, one
 with no feature is a 204 for MVT (the client draws nothing) and a transparent or background-only
 PNG. With ``TTP_ATLAS_TILES_ARCHIVE`` set to an archive written by ``ttp-atlas tiles``, MVT tiles of
-that archive's tileset and zooms without ``datetime`` are read from it instead of being cut.
+that archive's tileset, zooms and bounds without ``datetime`` are read from it; others are cut live.
 """
 
 from __future__ import annotations
@@ -97,8 +97,7 @@ def tile(tileset: str, z: str, x: str, name: str):
         if kind == "png":
             body = source.png(tileset, zoom, col, row, period, scale)
             return respond(body, "image/png", etag=etag_of(body))
-        if archive and "datetime" not in args and archive.tileset == tileset \
-                and archive.minzoom <= zoom <= archive.maxzoom:
+        if archive and "datetime" not in args and archive.tileset == tileset and archive.covers(zoom, col, row):
             source.check(tileset, zoom, col, row)
             body = archive.get(zoom, col, row)
         else:
@@ -153,8 +152,8 @@ def _tile_operation(suffix: str) -> dict:
     mimetype, what = TILE_SUFFIXES[suffix]
     path = oas.operation(
         what, "Tiles", _tile_parameters(), oas.content({"type": "string", "format": "binary"}, mimetype),
-        description="A tile outside the atlas's bounds or zooms is a 404; a tileset other than the atlas is a "
-                    "transparent overlay. " + catalogue.CAVEAT,
+        description="A tile outside zooms 0-14 or the tile grid is a 404; every other tile is served, empty "
+                    "where the tileset has no data; a tileset other than the atlas is a transparent overlay. " + catalogue.CAVEAT,
         op_id=f"getTile{suffix.replace('@2x', '2x').replace('.', '-')}")
     if mimetype == layer_tiles.MVT_MIMETYPE:
         path["get"]["responses"]["204"] = {"description": "No feature touches the tile: draw nothing"}

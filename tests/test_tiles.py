@@ -198,5 +198,9 @@ def test_server_serves_tiles_from_the_archive(archives, built, data_root):
         assert served.status_code == 200 and served.content == stored
         assert requests.get(url_of(url, "atlas", mercantile.tile(66.6, 24.4, 5)), timeout=30).status_code in (200, 204)
         assert requests.get(f"{url}/tiles/atlas/15/0/0.mvt", timeout=30).status_code == 404
+        # beyond the archive's pyramid (over Nepal) the tile is cut live, not taken for an empty one
+        outside = requests.get(url_of(url, "atlas", mercantile.tile(84.0, 28.0, 5)), timeout=30)
+        assert outside.status_code == 200
+        assert "countries" in mapbox_vector_tile.decode(outside.content)
     finally:
         stop_server(process)
