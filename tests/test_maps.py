@@ -222,8 +222,10 @@ def test_map_draws_offline_with_popups_and_every_layer(server, atlas, artifacts)
 def test_basemap_is_the_services_own_tiles(server, artifacts):
     """Context tiles come from 127.0.0.1 and load; claimed units and their zone colours draw over them."""
     with open_page(f"{server}/map/wilayahs?datetime={JULY_2023}") as page:
+        # loaded, and done fading in: Leaflet raises each tile's opacity over 200 ms after it loads
         page.wait_until("document.querySelectorAll('img.leaflet-tile').length > 0 && "
-                        "[...document.querySelectorAll('img.leaflet-tile')].every(t => t.complete)")
+                        "[...document.querySelectorAll('img.leaflet-tile')].every(t => t.complete && "
+                        "t.classList.contains('leaflet-tile-loaded') && getComputedStyle(t).opacity === '1')")
         images = page.evaluate("[...document.querySelectorAll('img.leaflet-tile')].map(t => [t.src, t.naturalWidth])")
         base = page.evaluate("[...document.querySelectorAll('.leaflet-control-layers-base label')]"
                              ".map(l => l.textContent.trim())")
