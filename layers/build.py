@@ -23,7 +23,7 @@ import shapely.ops
 import yaml
 
 from geo import atomic, datasets, gazetteer, geojson, geometry, readers
-from layers import catalogue, generalise, gisstyles, wilayahs
+from layers import catalogue, generalise, gisstyles, style, wilayahs
 
 CIVIL_FILE = Path(__file__).with_name("civil.yaml")
 GEOPACKAGE = "atlas.gpkg"
@@ -139,9 +139,9 @@ def wilayah_features(units: list[dict], districts: dict[str, dict]) -> list[dict
     for unit in units:
         members = [districts[i] for i in unit["district_ids"]]
         props = {
-            "id": unit["id"], "unit": unit["unit"], "name": unit["name"], "zone": unit["zone"],
-            "part": unit["part"], "valid_from": unit["valid_from"], "valid_to": unit["valid_to"],
-            "status": "claimed", "confidence": unit["confidence"], "basis": unit["basis"],
+            "id": unit["id"], "unit": unit["unit"], "name": unit["name"], "label": style.label_text(unit),
+            "zone": unit["zone"], "part": unit["part"], "valid_from": unit["valid_from"], "valid_to": unit["valid_to"],
+            "status": unit["status"], "confidence": unit["confidence"], "basis": unit["basis"],
             "member_districts": [{"pcode": m["pcode"] or m["parent_pcode"], "id": m["id"], "name": m["name"]}
                                  for m in members],
             "provinces": sorted({m["province"] for m in members}),

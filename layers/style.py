@@ -97,7 +97,7 @@ class Font:
 
 
 LABEL_STYLES = {
-    "wilayahs": Font(bold=True, size=12.0, colour="#1a1a1a", min_zoom=4),
+    "wilayahs": Font(field="label", bold=True, size=12.0, colour="#1a1a1a", min_zoom=4),
     "provinces": Font(size=11.0, colour="#5f5f5f", italic=True, min_zoom=5),
 }
 
@@ -221,8 +221,11 @@ def symbol_of(layer_id: str, properties: dict) -> Symbol:
 
 
 def label_text(properties: dict) -> str:
-    """The label of a claimed unit or civil feature: extensions say so."""
+    """The label of a claimed unit or civil feature: a unit whose status is not simply "claimed" says
+    its status (e.g. "(status unknown since 2025-12-25)"), any other extension says it is one."""
     name = properties.get("name") or ""
+    if properties.get("status") not in (None, "claimed"):
+        return f"{name} (status {properties['status']})"
     return f"{name} ({EXTENSION_LABEL})" if properties.get("part") == "extension" else name
 
 

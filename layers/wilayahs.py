@@ -18,6 +18,8 @@ ZONES = ("north", "south", None)
 PARTS = ("core", "extension")
 CONFIDENCES = ("high", "medium", "low")
 BASES = ("civil-division", "named-districts", "inferred")
+CLAIMED = "claimed"  # the status of every unit as reported
+UNKNOWN_SINCE = "unknown since "  # + ISO date: a continuation that a later report leaves unnamed
 REQUIRED = ("unit", "name", "zone", "part", "valid_from", "valid_to", "confidence", "basis",
             "districts", "sources", "notes")
 
@@ -67,6 +69,16 @@ def _check_choice(value, valid: tuple, field: str, where: str) -> None:
         raise WilayahDataError(f"{where}: {field} {value!r} is not one of {shown}")
 
 
+def _status(value, where: str) -> str:
+    """``claimed`` when omitted; otherwise "unknown since <ISO date>", the date checked."""
+    if value is None:
+        return CLAIMED
+    text = str(value)
+    if not text.startswith(UNKNOWN_SINCE):
+        raise WilayahDataError(f"{where}: status {text!r} is not \"{UNKNOWN_SINCE}<YYYY-MM-DD>\" (or omitted)")
+    return UNKNOWN_SINCE + _iso(text.removeprefix(UNKNOWN_SINCE), f"{where}: status")
+
+
 def load(path: Path = WILAYAHS_FILE) -> dict:
     """The checked wilayah file: ``units`` (with ``district_refs``), ``sources``, ``periods``, rules."""
     text = Path(path).read_text(encoding="utf-8")
@@ -104,6 +116,7 @@ def load(path: Path = WILAYAHS_FILE) -> dict:
             raise WilayahDataError(f"{where}: a second {unit['part']} of {unit['unit']} from {valid_from}")
         seen_ids.add(feature_id)
         units.append({**unit, "id": feature_id, "valid_from": valid_from, "valid_to": valid_to,
+                      "status": _status(unit.get("status"), where),
                       "district_refs": district_lines[index], "sources": [sources[k] for k in unit["sources"]]})
     periods = [{"from": _iso(p["from"], f"{path}: periods"), "label": p["label"],
                 "confirmed": p.get("confirmed", True) is not False} for p in data["periods"]]

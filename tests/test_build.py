@@ -185,12 +185,15 @@ def test_tribal_districts_carry_agency_and_dates(atlas):
 
 
 def test_wilayah_contract_properties(atlas):
-    required = {"id", "unit", "name", "zone", "part", "valid_from", "valid_to", "status", "confidence",
+    required = {"id", "unit", "name", "label", "zone", "part", "valid_from", "valid_to", "status", "confidence",
                 "basis", "member_districts", "sources", "notes"}
     for feature in atlas.features("wilayahs"):
         props = feature["properties"]
         assert required <= set(props)
-        assert props["status"] == "claimed"
+        assert props["status"] == "claimed" or props["status"] == f"unknown since {props['valid_from']}"
+        assert props["label"] == props["name"] + {
+            ("core", "claimed"): "", ("extension", "claimed"): " (possible extension)"}.get(
+            (props["part"], props["status"]), f" (status {props['status']})")
         assert props["zone"] in ("north", "south", None)
         assert props["part"] in ("core", "extension")
         assert props["confidence"] in ("high", "medium", "low")
@@ -313,6 +316,24 @@ def test_bad_field_value_names_file_and_line(tmp_path):
     bad = tmp_path / "wilayahs.yaml"
     bad.write_text(text)
     with pytest.raises(wilayahs.WilayahDataError, match=rf"{bad}:\d+: confidence 'certain' is not one of"):
+        wilayahs.load(bad)
+
+
+def test_status_continuation_is_labelled_with_its_status(atlas):
+    """The Gilgit-Baltistan remainder after December 2025 is a continuation of unknown status, and says so;
+    every other unit, extensions included, is simply claimed."""
+    unknown = {f["id"]: f["properties"]["label"] for f in atlas.features("wilayahs")
+               if f["properties"]["status"] != "claimed"}
+    assert unknown == {"gilgit-baltistan-2025-12-25-extension":
+                       "Gilgit-Baltistan (status unknown since 2025-12-25)"}
+
+
+@pytest.mark.parametrize("status", ["unknown", "dropped since 2025-12-25", "unknown since 25 Dec 2025"])
+def test_bad_status_names_file_line_and_form(tmp_path, status):
+    text = wilayahs.WILAYAHS_FILE.read_text().replace("status: unknown since 2025-12-25", f"status: {status}")
+    bad = tmp_path / "wilayahs.yaml"
+    bad.write_text(text)
+    with pytest.raises(wilayahs.WilayahDataError, match=rf"{bad}:\d+: (status .* is not|.*is not an ISO date)"):
         wilayahs.load(bad)
 
 

@@ -71,6 +71,17 @@ def test_extensions_are_labelled_as_possible_extensions_after_the_cores(placed):
     assert [label.part for label in placed] == ["core"] * 12 + ["extension"] * 3
 
 
+def test_continuation_of_unknown_status_is_labelled_with_its_status(atlas):
+    """After December 2025 the rest of Gilgit-Baltistan is labelled for what it is, inside its own area, and
+    every label reads as its feature's ``label`` property (the text GIS clients show)."""
+    placed = labels.unit_labels(atlas, "wilayahs", "2026-01-01")
+    texts = {f["id"]: f["properties"]["label"] for f in atlas.features("wilayahs", "2026-01-01")}
+    assert {label.feature_id: label.text for label in placed} == texts
+    remainder = by_id(placed, "gilgit-baltistan-2025-12-25-extension")
+    assert remainder.text == "Gilgit-Baltistan (status unknown since 2025-12-25)"
+    assert geometry(atlas, "wilayahs", remainder.feature_id).contains(shapely.Point(remainder.lon, remainder.lat))
+
+
 def test_largest_part_of_a_multipolygon_is_labelled(atlas, placed):
     core = geometry(atlas, "wilayahs", "qalat-makran-2023-06-14-core")
     assert core.geom_type == "MultiPolygon"
