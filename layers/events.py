@@ -18,6 +18,7 @@ import math
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +59,10 @@ class EventFileError(ValueError):
     """An event file that cannot be read as a whole (missing, no header, unknown layout)."""
 
 
+class EncodingError(EventFileError):
+    """The file is not text in the encoding it was read with."""
+
+
 class DateError(ValueError):
     """A row's date is missing (``no-date``) or unreadable (``bad-date``)."""
 
@@ -93,6 +98,7 @@ class Layout:
     places: tuple[str, ...]  # place-name columns, most precise first
     actor: str | None  # for reports
     fatalities: str | None
+    credit: str  # attribution line of the event data; {source} is the file's name
 
     @property
     def required(self) -> tuple[str, ...]:
@@ -102,13 +108,16 @@ class Layout:
 LAYOUTS = (
     Layout("acled", "ACLED (event_date, latitude, longitude, admin1-3, location, actor1, fatalities)",
            ("event_date",), "longitude", "latitude", ("location", "admin3", "admin2", "admin1"), "actor1",
-           "fatalities"),
+           "fatalities", "Event data: {source}, from ACLED (Armed Conflict Location & Event Data), acleddata.com"),
     Layout("ucdp", "UCDP GED (date_start, date_end, latitude, longitude, where_coordinates, adm_1/2, side_b, best)",
-           ("date_start",), "longitude", "latitude", ("where_coordinates", "adm_2", "adm_1"), "side_b", "best"),
+           ("date_start",), "longitude", "latitude", ("where_coordinates", "adm_2", "adm_1"), "side_b", "best",
+           "Event data: {source}, from the UCDP Georeferenced Event Dataset (Uppsala Conflict Data Program, "
+           "ucdp.uu.se), CC BY 4.0"),
     Layout("gtd", "GTD (iyear, imonth, iday with 0 for unknown, latitude, longitude, city, provstate, gname, nkill)",
-           ("iyear", "imonth", "iday"), "longitude", "latitude", ("city", "provstate"), "gname", "nkill"),
+           ("iyear", "imonth", "iday"), "longitude", "latitude", ("city", "provstate"), "gname", "nkill",
+           "Event data: {source}, from the Global Terrorism Database (START, University of Maryland)"),
     Layout("plain", "plain CSV (date, lon, lat and any other columns; optional place)", ("date",), "lon", "lat",
-           ("place",), None, None),
+           ("place",), None, None, "Event data: {source}, the user's file"),
 )
 
 
@@ -180,11 +189,14 @@ class Summary:
     placements: Counter = field(default_factory=Counter)
     flagged: list[tuple[int, str, str]] = field(default_factory=list)  # (line, flag, detail), a few per flag
     layout: str = ""
+    source: str = ""  # the file's name
     geonames: bool = False  # a row was placed by a GeoNames place name: credit GeoNames
 
     @property
     def credits(self) -> list[str]:
-        return [lookup.GEONAMES_CREDIT] if self.geonames else []
+        """The event data's source, and GeoNames when its place names placed rows."""
+        found = [layout.credit.format(source=self.source) for layout in LAYOUTS if layout.name == self.layout]
+        return [*found, *([lookup.GEONAMES_CREDIT] if self.geonames else [])]
 
     def note(self, line: int, flag: str, detail: str) -> None:
         self.placements[flag] += 1
@@ -212,6 +224,20 @@ class _Row:
     date_flag: str | None = None
     detail: str = ""
     whole_district: bool = False  # placed by a district's name: no one tehsil
+
+
+@dataclass
+class Joined:
+    """A row with its lookup columns (the values of ``COLUMNS``), and the feature positions behind them."""
+
+    row: _Row
+    values: list[str]
+    district: int = -1  # position in the districts layer; -1: none
+    units: list[int] = field(default_factory=list)  # positions of the wilayah features it fell in on its day
+
+    @property
+    def placed(self) -> bool:
+        return self.values[-1] in PLACED
 
 
 class Joiner:
@@ -248,8 +274,8 @@ class Joiner:
         return (SEPARATOR.join(u["name"] for u in units), SEPARATOR.join(u["part"] for u in units),
                 SEPARATOR.join(u["confidence"] for u in units), next((u["zone"] for u in units if u["zone"]), ""))
 
-    def columns(self, rows: list[_Row], summary: Summary) -> Iterator[list[str]]:
-        """Each row's cells with the lookup columns added, in order."""
+    def joined(self, rows: list[_Row], summary: Summary) -> Iterator[Joined]:
+        """Each row with its lookup columns, in order."""
         located_rows = [r for r in rows if r.point is not None]
         if located_rows:
             points = shapely.points(np.array([r.point for r in located_rows], dtype=float))
@@ -260,22 +286,22 @@ class Joiner:
         for row in rows:
             i = position.get(id(row))
             if i is None:
-                yield [*row.cells, *empty, self._flag(row, row.placement, summary)]
+                yield Joined(row, [*empty, self._flag(row, row.placement, summary)])
                 continue
             civil = [self.names[key][located.civil[key][i]] for key in lookup.CIVIL]
             if row.whole_district:
                 civil[TEHSIL] = ""
             if located.civil["province"][i] < 0:
-                yield [*row.cells, *empty, self._flag(row, "outside-pakistan", summary)]
+                yield Joined(row, [*empty, self._flag(row, "outside-pakistan", summary)])
                 continue
-            certain = located.certain[i]
+            district, certain = int(located.civil["district"][i]), located.certain[i]
             if row.date_flag is None and certain != located.possible[i]:
                 row.date_flag, row.detail = "date-uncertain", f"{row.start} to {row.end}"
             if row.date_flag:
-                yield [*row.cells, *civil, "", "", "", "", self._flag(row, row.date_flag, summary)]
+                yield Joined(row, [*civil, "", "", "", "", self._flag(row, row.date_flag, summary)], district)
                 continue
             summary.placements[row.placement] += 1
-            yield [*row.cells, *civil, *self.unit_columns(certain), row.placement]
+            yield Joined(row, [*civil, *self.unit_columns(certain), row.placement], district, certain)
 
     @staticmethod
     def _flag(row: _Row, flag: str, summary: Summary) -> str:
@@ -332,49 +358,89 @@ def _prepare(joiner: Joiner, layout: Layout, index: dict[str, int], line: int, c
     return row
 
 
-def join(locator: lookup.Locator, source: Path, out: Path, chunk: int = CHUNK, encoding: str = "utf-8-sig") -> Summary:
-    """Write ``source`` to ``out`` (atomically) with ``COLUMNS`` added to every row; the Summary says
-    how many rows were placed how, and which lines were flagged. EventFileError for a file that cannot
-    be read or written as a whole (nothing is written then)."""
-    source = Path(source)
+def check_encoding(encoding: str) -> None:
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise EventFileError(f"unknown encoding {encoding!r}: give a Python codec name, e.g. utf-8 or "
                              "latin-1") from None
+
+
+@contextmanager
+def reading(source: Path, encoding: str = "utf-8-sig", out: Path | None = None) -> Iterator:
+    """A csv reader of ``source``; what goes wrong reading it (or writing ``out``) inside the block
+    becomes an EventFileError naming the file."""
+    check_encoding(encoding)
     try:
-        with source.open(newline="", encoding=encoding) as handle, atomic.staged_file(out) as staged, \
-                staged.open("w", newline="", encoding="utf-8") as target:
-            return _join(locator, csv.reader(handle), csv.writer(target), source, chunk)
+        with Path(source).open(newline="", encoding=encoding) as handle:
+            yield csv.reader(handle)
     except UnicodeDecodeError:
-        raise EventFileError(f"{source} is not {encoding} text: give its encoding with --encoding "
-                             "(GTD's CSV exports are latin-1)") from None
+        raise EncodingError(f"{source} is not {encoding} text: give its encoding with --encoding "
+                            "(GTD's CSV exports are latin-1)") from None
     except OSError as error:
-        raise EventFileError(f"cannot read {source} or write {out}: {error.strerror or error}") from None
+        written = f" or write {out}" if out is not None else ""
+        raise EventFileError(f"cannot read {source}{written}: {error.strerror or error}") from None
 
 
-def _join(locator: lookup.Locator, reader, writer, source: Path, chunk: int) -> Summary:
+@dataclass
+class Stream:
+    """An event file being joined: its header, layout, the joined rows (an iterator: read once, in
+    chunks) and the Summary, complete once the rows are exhausted."""
+
+    header: list[str]  # as given
+    index: dict[str, int]  # lower-case column name -> position
+    layout: Layout
+    summary: Summary
+    rows: Iterator[Joined]
+
+    def cell(self, joined: Joined, name: str | None) -> str:
+        return joined.row.cells[self.index[name]].strip() if name in self.index else ""
+
+
+def stream(locator: lookup.Locator, reader, source: Path, chunk: int = CHUNK) -> Stream:
+    """Start joining the rows of ``reader`` (a csv reader at the header); EventFileError for a header
+    of no known layout, or one that already has the joined columns."""
     header = next(reader, None)
     if not header:
         raise EventFileError(f"{source} is empty: the first line must be a header")
     names = [h.strip().lower() for h in header]
-    layout = detect(names)
+    try:
+        layout = detect(names)
+    except EventFileError as error:
+        raise EventFileError(f"{source}: {error}") from None
     taken = sorted(set(COLUMNS) & set(names))
     if taken:
         raise EventFileError(f"{source} already has the column(s) {', '.join(taken)} that the join adds "
                              "(is it a joined file?)")
     index = {name: i for i, name in enumerate(names)}
-    joiner, summary = Joiner(locator), Summary(layout=layout.name)
-    writer.writerow([*header, *COLUMNS])
+    summary = Summary(layout=layout.name, source=Path(source).name)
+    rows = _joined(Joiner(locator), layout, index, _rows(reader, len(header)), reader, source, chunk, summary)
+    return Stream(header, index, layout, summary, rows)
+
+
+def _joined(joiner: Joiner, layout: Layout, index: dict[str, int], lines: Iterator, reader, source: Path,
+            chunk: int, summary: Summary) -> Iterator[Joined]:
     try:
-        for records in _chunks(_rows(reader, len(header)), chunk):
+        for records in _chunks(lines, chunk):
             rows = [_prepare(joiner, layout, index, line, cells) for line, cells in records]
-            writer.writerows(joiner.columns(rows, summary))
+            yield from joiner.joined(rows, summary)
             summary.rows += len(rows)
     except csv.Error as error:  # a NUL byte, an unclosed quote over a huge field
         raise EventFileError(f"{source}:{reader.line_num}: not readable as CSV: {error}") from None
     summary.geonames = joiner.geonames
-    return summary
+
+
+def join(locator: lookup.Locator, source: Path, out: Path, chunk: int = CHUNK, encoding: str = "utf-8-sig") -> Summary:
+    """Write ``source`` to ``out`` (atomically) with ``COLUMNS`` added to every row; the Summary says
+    how many rows were placed how, and which lines were flagged. EventFileError for a file that cannot
+    be read or written as a whole (nothing is written then)."""
+    with reading(source, encoding, out) as reader, atomic.staged_file(out) as staged, \
+            staged.open("w", newline="", encoding="utf-8") as target:
+        joined = stream(locator, reader, source, chunk)
+        writer = csv.writer(target)
+        writer.writerow([*joined.header, *COLUMNS])
+        writer.writerows([*j.row.cells, *j.values] for j in joined.rows)
+        return joined.summary
 
 
 # --- reports: monthly counts per unit, and a chart ---------------------------------------------
@@ -385,16 +451,20 @@ NO_UNIT = "no claimed unit"  # the zone row of events placed on their day in no 
 NO_UNIT_COLOUR = style.CIVIL_STYLES["districts"]["stroke"]
 
 
+def month_of(start: str, end: str) -> str | None:
+    """The month of a row's days, when they fall in one month (a GTD day 0 does): what counts per month."""
+    return start[:7] if start and start[:7] == end[:7] else None
+
+
 def _month(layout: Layout, row: dict) -> str | None:
-    """The month of a row's day, when its possible days fall in one month (a GTD day 0 does)."""
     try:
-        start, end = days(layout, lambda name: (row.get(name) or "").strip())
+        return month_of(*days(layout, lambda name: (row.get(name) or "").strip()))
     except DateError:
         return None
-    return start[:7] if start[:7] == end[:7] else None
 
 
-def _number(text: str) -> int:
+def number(text: str) -> int:
+    """A count cell (fatalities) as a whole number; empty, negative or unreadable: 0."""
     try:
         value = float(text)
     except ValueError:
@@ -418,11 +488,11 @@ def aggregate(rows: Iterable[dict], layout: Layout) -> dict[str, dict[tuple[str,
         month = _month(layout, row)
         if row["placement"] not in PLACED or month is None:
             continue
-        fatalities = _number(row.get(layout.fatalities) or "") if layout.fatalities else 0
+        fatalities = number(row.get(layout.fatalities) or "") if layout.fatalities else 0
         add("district", row["district"], month, fatalities)
         names = row["wilayah"].split(SEPARATOR) if row["wilayah"] else []
         for name, part in zip(names, row["wilayah_part"].split(SEPARATOR) if names else [], strict=True):
-            add("wilayah", name if part == "core" else f"{name} ({style.EXTENSION_LABEL})", month, fatalities)
+            add("wilayah", style.label_text({"name": name, "part": part}), month, fatalities)
         add("zone", style.ZONE_LABELS.get(row["zone"] or None, style.ZONE_LABELS[None]) if names else NO_UNIT, month,
             fatalities)
     return table
@@ -434,7 +504,8 @@ def monthly_rows(table: dict[str, dict[tuple[str, str], list[int]]]) -> Iterator
             yield [level, unit, month, count, fatalities]
 
 
-def _months(first: str, last: str) -> list[str]:
+def months_between(first: str, last: str) -> list[str]:
+    """Every "YYYY-MM" from ``first`` to ``last``, both included."""
     months, (year, month) = [], (int(first[:4]), int(first[5:7]))
     while f"{year:04d}-{month:02d}" <= last:
         months.append(f"{year:04d}-{month:02d}")
@@ -451,7 +522,7 @@ def chart(table: dict[str, dict[tuple[str, str], list[int]]], title: str, credit
     labels = {**{style.ZONE_LABELS[z]: f"in a unit of the {style.ZONE_LABELS[z]}" for z in ("north", "south")},
               style.ZONE_LABELS[None]: f"in a unit, {style.ZONE_LABELS[None].lower()}", NO_UNIT: f"in {NO_UNIT}"}
     seen = sorted({month for _, month in zones})
-    months = _months(seen[0], seen[-1]) if seen else []
+    months = months_between(seen[0], seen[-1]) if seen else []
     figure = Figure(figsize=(11, 7), dpi=100, facecolor="white")
     grid = figure.add_gridspec(2, 1, left=0.07, right=0.78, top=0.86, bottom=0.2, hspace=0.12)
     x = np.arange(len(months))

@@ -7,10 +7,10 @@ import logging
 import os
 import re
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from layers import store
+from layers import lookup, overlay as overlays, store
 from server.http import Problem, problem_response
 
 # Each module is one feature's HTTP face: a ``blueprint`` and, for the CLI, ``add_commands``.
@@ -26,6 +26,7 @@ SETTINGS = {
     "CORS_ORIGINS": ("TTP_ATLAS_CORS_ORIGINS", "*"),
     "CACHE_MAX_AGE": ("TTP_ATLAS_CACHE_MAX_AGE", "3600"),
     "BASEMAP_URL": ("TTP_ATLAS_BASEMAP_URL", ""),
+    "EVENTS": (overlays.EVENTS_ENV, ""),  # the user's event file, loaded once at start
 }
 CSP = ("default-src 'self'; img-src 'self' data: blob:{extra_images}; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'; font-src 'self' data:; connect-src 'self'; frame-ancestors *")
@@ -51,11 +52,21 @@ def feature_modules():
     return [importlib.import_module(name) for name in FEATURE_MODULES]
 
 
+def overlay() -> overlays.Overlay | None:
+    """The events overlay of this app (None when no event file is loaded): for the blueprints."""
+    return current_app.extensions["overlay"]
+
+
 def create_app(atlas: store.Atlas, **overrides) -> Flask:
+    """The app, with the event file of ``EVENTS`` (``$TTP_ATLAS_EVENTS``) loaded; events.EventFileError
+    when that file cannot be read as one."""
     app = Flask(__name__, static_folder=None)  # /static/... belongs to the vendor assets
     app.config.update(settings_from_env(), MAX_CONTENT_LENGTH=0, **overrides)
     app.json.ensure_ascii = False
     app.extensions["atlas"] = atlas
+    app.extensions["lookup"] = lookup.Locator(atlas)  # shared by the lookup endpoints and the overlay
+    app.extensions["overlay"] = overlays.load(atlas, app.config["EVENTS"], app.extensions["lookup"]) \
+        if app.config["EVENTS"] else None
     for module in feature_modules():
         app.register_blueprint(module.blueprint)
 

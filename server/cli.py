@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from geo import datasets
-from layers import build, store
+from layers import build, events, overlay, store
 from layers.wilayahs import WilayahDataError
 from geo.cache import ConfigError
 from server.serving import MAX_WORKERS, NO_PROXY_ENV, ServeError
@@ -24,7 +24,7 @@ class UsageError(RuntimeError):
 
 
 USER_ERRORS = (UsageError, datasets.DataError, build.BuildError, store.BuildUnusable, WilayahDataError, ConfigError,
-               ServeError)
+               ServeError, events.EventFileError)
 
 
 def cmd_build(args) -> None:
@@ -42,6 +42,11 @@ def cmd_data(args) -> None:
 def cmd_serve(args) -> None:
     from server import serving
 
+    if args.events:  # read by the app at start (its layout is checked then, before anything listens)
+        if not (args.events.is_file() and os.access(args.events, os.R_OK)):
+            raise UsageError(f"--events {str(args.events)!r} is not a readable file: give an event file (CSV) "
+                             f"in ACLED, UCDP GED, GTD or plain date,lon,lat layout")
+        os.environ[overlay.EVENTS_ENV] = str(args.events.resolve())
     serving.run(args.build, args.data, host=args.host, port=args.port, workers=args.workers,
                 proxy=not args.no_proxy)
 
@@ -103,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-proxy", action="store_true", default=os.environ.get(NO_PROXY_ENV, "") == "1",
                        help="serve gunicorn directly, without the nginx front end (debugging only: slow "
                             f"clients can then hold every worker thread; default: ${NO_PROXY_ENV}=1)")
+    serve.add_argument("--events", type=Path, default=os.environ.get(overlay.EVENTS_ENV) or None,
+                       help="an event file (CSV: ACLED, UCDP GED, GTD or plain date,lon,lat) to serve as the events "
+                            f"and event-counts collections (default: ${overlay.EVENTS_ENV})")
     serve.set_defaults(run=cmd_serve)
     for module in feature_modules():
         module.add_commands(commands, common)

@@ -27,8 +27,7 @@ ENCODING_HELP = "the event file's text encoding (default: UTF-8; GTD's CSV expor
 
 @blueprint.record_once
 def _warm(state) -> None:
-    """One locator per app, made ready before the workers fork (so they share it)."""
-    state.app.extensions["lookup"] = lookup.Locator(state.app.extensions["atlas"])
+    """The app's one locator, made ready before the workers fork (so they share it)."""
     state.app.extensions["lookup"].warm()
 
 

@@ -100,8 +100,9 @@ def test_acled(locator, tmp_path):
     assert any(line.endswith("acled.csv:6: unknown-place (no coordinates, and a place name the gazetteer does not "
                              "know): Nowhereabad") for line in report)
     assert report[-1] == lookup.GEONAMES_CREDIT  # Alipur and Miran Shah are GeoNames towns
-    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in report[:-2]] == ["6", "7", "8", "9", "11"]
-    assert report[-2].endswith("11 rows (acled): 3 coordinates, 3 place-name, 1 no-location, 1 bad-coordinates, "
+    assert report[-2] == "Event data: acled.csv, from ACLED (Armed Conflict Location & Event Data), acleddata.com"
+    assert [line.split(": ")[0].rsplit(":", 1)[1] for line in report[:-3]] == ["6", "7", "8", "9", "11"]
+    assert report[-3].endswith("11 rows (acled): 3 coordinates, 3 place-name, 1 no-location, 1 bad-coordinates, "
                                "1 unknown-place, 1 outside-pakistan, 1 no-date")
 
 
