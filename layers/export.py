@@ -597,9 +597,12 @@ def label_look(layer_id: str, part: str, scale: float) -> dict:
             "fontstyle": "italic" if font.italic or part == "extension" else "normal", "color": font.colour}
 
 
+TRAILING_PHRASE = re.compile(r" (\([^()]*\))$")  # "Zhob (possible extension)", "... (status unknown since ...)"
+
+
 def display_text(label: labels.Label) -> str:
-    """An extension's label on two lines, "<name>" over "(possible extension)": a shorter box."""
-    return label.text.replace(" (", "\n(", 1) if label.part == "extension" else label.text
+    """A label ending in a parenthesised phrase on two lines, "<name>" over "(<phrase>)": a shorter box."""
+    return TRAILING_PHRASE.sub(r"\n\1", label.text)
 
 
 def text_size(ax, text: str, look: dict, renderer) -> tuple[float, float]:

@@ -321,6 +321,27 @@ def test_every_unit_valid_at_the_date_is_named_in_the_pdf_map(atlas, size, orien
     export.release(rendered.figure)
 
 
+def test_a_label_with_a_trailing_phrase_goes_on_two_lines_and_stays_text(atlas, tmp_path):
+    """The Gilgit-Baltistan continuation's status label, like "(possible extension)", sets its phrase under
+    the name: the PDF has both lines as text, in that order."""
+    day = "2026-01-01"
+    status = next(f["properties"] for f in atlas.features("wilayahs", day) if f["properties"]["status"] != "claimed")
+    assert status["label"] == "Gilgit-Baltistan (status unknown since 2025-12-25)"
+    label = next(lb for lb in export.labels.unit_labels(atlas, "wilayahs", day) if lb.text == status["label"])
+    assert export.display_text(label) == "Gilgit-Baltistan\n(status unknown since 2025-12-25)"
+    options = export.parse_options(atlas, datetime=day, dpi="72", size="A4")
+    with export.matplotlib.rc_context(export.RC):
+        rendered = export.render(atlas, options)
+        pdf = export.to_bytes(rendered, "pdf", options.dpi)
+    assert rendered.warnings == [] and label.feature_id in {p.label.feature_id for p in rendered.labels}
+    (tmp_path / "map.pdf").write_bytes(pdf)
+    lines = subprocess.run(["pdftotext", "-layout", str(tmp_path / "map.pdf"), "-"], check=True, capture_output=True,
+                           text=True).stdout.splitlines()
+    name = next(i for i, line in enumerate(lines) if "Gilgit-Baltistan" in line)
+    assert "(status unknown since 2025-12-25)" in lines[name + 1]
+    export.release(rendered.figure)
+
+
 def test_a_unit_without_room_is_a_warning_never_a_silent_gap(atlas, caplog):
     options = export.parse_options(atlas, datetime=DATE, dpi="50", size="100x100mm")
     with caplog.at_level(logging.WARNING, logger=export.__name__), export.matplotlib.rc_context(export.RC):
