@@ -29,8 +29,8 @@ class Layer:
 
     @property
     def claimed(self) -> bool:
-        """Layers of claimed TTP units, which must carry the caveat wherever shown."""
-        return self.id in ("wilayahs", "zones")
+        """Layers of (or naming) claimed TTP units, which must carry the caveat wherever shown."""
+        return self.id in ("wilayahs", "zones", "events", "event-counts-wilayahs")
 
 
 LAYERS: tuple[Layer, ...] = (
@@ -63,6 +63,23 @@ LAYERS: tuple[Layer, ...] = (
 )
 
 LAYER_IDS: tuple[str, ...] = tuple(layer.id for layer in LAYERS)
+
+# The layers of the user's event file (``layers.overlay``), served only while one is loaded: outside the
+# catalogue's builds, downloads, styles and tiles of the boundary layers.
+EVENT_LAYERS: tuple[Layer, ...] = (
+    Layer("events", "Events (the user's event file)",
+          "One point per row of the loaded event file that has coordinates (its own, or its place name's), with "
+          "the civil units and the claimed units (wilayahs) it fell in on its own day; flag says why a row counts "
+          "nowhere (no date, outside Pakistan, a date range over which the units changed). " + CAVEAT,
+          ("cod-ab", "osm")),
+    Layer("event-counts-wilayahs", "Events per claimed unit (wilayah) and month",
+          "Events and fatalities of the loaded event file per wilayah feature and month, drawn with the unit: "
+          "an event counts in each claimed unit valid on its own day (a core and another unit's possible "
+          "extension may both hold it). Only units and months with events. " + CAVEAT, ("cod-ab",)),
+    Layer("event-counts-districts", "Events per district and month",
+          "Events and fatalities of the loaded event file per district (2023) and month, drawn with the "
+          "district. Only districts and months with events.", ("cod-ab", "osm")),
+)
 
 
 def layer(layer_id: str) -> Layer:

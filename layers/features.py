@@ -42,9 +42,13 @@ class Queryable:
     prop: str | None  # feature property it reads; None for ``period`` (matched by validity, not a property)
     many: bool  # the property is a list: the value must be one of its members
     values: tuple[str, ...] | None  # the valid values when few enough to list, else None
+    pattern: str | None = None  # what a value must look like (JSON Schema), when not listed
+    note: str = ""  # added to the description
 
     @property
     def description(self) -> str:
+        if self.note:
+            return self.note
         if self.prop is None:
             return ("The features valid on the first day of this period (the period start dates of the "
                     "wilayah file): one structure, no overlapping units. A feature valid across several "
@@ -63,6 +67,7 @@ class Collection:
     day: str | None = None  # period start, for a period collection
     label: str = ""  # the period's label in the wilayah file
     until: str | None = None  # a period collection's last day (the day before the next period), None while current
+    credits: tuple[str, ...] = ()  # attribution lines of data beyond the layer's datasets (the user's events)
 
     @property
     def title(self) -> str:
@@ -101,12 +106,13 @@ def collection_features(atlas: store.Atlas, collection: Collection) -> tuple[lis
 def layer_metadata(atlas: store.Atlas, layer_id: str, collection: Collection | None = None) -> dict:
     """Title, description, licence and credit lines (and the caveat for claimed units) of a layer,
     or of one of its period collections."""
-    entry = catalogue.layer(layer_id)
-    collection = collection or Collection(layer_id, entry)
+    collection = collection or Collection(layer_id, catalogue.layer(layer_id))
+    entry = collection.layer
     used = [d for k, d in atlas.manifest["datasets"].items() if k in entry.datasets]
+    licences = [*(["event data: the terms of its source"] if collection.credits else []), *(d["licence"] for d in used)]
     meta = {"title": collection.title, "description": collection.description,
-            "licence": "; ".join(d["licence"] for d in used),
-            "attribution": "; ".join(d["attribution"] for d in used),
+            "licence": "; ".join(licences),
+            "attribution": "; ".join([*collection.credits, *(d["attribution"] for d in used)]),
             "licences": [{"title": d["title"], "licence": d["licence"], "url": d["licence_url"]} for d in used]}
     if entry.claimed:
         meta["caveat"] = catalogue.CAVEAT
@@ -136,19 +142,23 @@ def _queryables(features: list[dict], temporal: bool) -> dict[str, Queryable]:
     return found
 
 
-TEMPORAL_ROLES = {"valid_from": "primary-interval-start", "valid_to": "primary-interval-end"}
+TEMPORAL_ROLES = {"valid_from": "primary-interval-start", "valid_to": "primary-interval-end",
+                  "date": "primary-instant"}
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
 
 def queryables_schema(lf: LayerFeatures, url: str) -> dict:
     """OGC API - Features Part 3 queryables: a JSON Schema (2020-12) of the properties a client may
     filter on with ``name=value``, dates marked with their OGC temporal roles, and the geometry."""
-    properties = {"geometry": {"x-ogc-role": "primary-geometry", "format": "geometry-multipolygon",
+    kind = "point" if lf.features and lf.features[0]["geometry"]["type"] == "Point" else "multipolygon"
+    properties = {"geometry": {"x-ogc-role": "primary-geometry", "format": f"geometry-{kind}",
                                "description": "Filtered with bbox (CRS84)."}}
     for q in lf.queryables.values():
         schema = {"title": q.name, "description": q.description, "type": "string"}
         if q.values is not None:
             schema["enum"] = list(q.values)
+        if q.pattern is not None:
+            schema["pattern"] = q.pattern
         if q.prop in TEMPORAL_ROLES:
             schema.update(format="date", **{"x-ogc-role": TEMPORAL_ROLES[q.prop]})
         elif q.prop is None:  # the period: its first day
@@ -170,16 +180,31 @@ def temporal_properties(lf: LayerFeatures) -> dict:
 class LayerFeatures:
     """One collection's features ready to answer queries: ids, JSON bytes, a spatial index, queryables."""
 
-    def __init__(self, atlas: store.Atlas, collection: Collection):
+    def __init__(self, collection: Collection, features: list[dict], geometries: np.ndarray, bbox: list[float]):
         self.collection, self.id, self.title = collection, collection.id, collection.title
         self.layer = collection.layer
-        self.features, self.geometries = collection_features(atlas, collection)
+        self.features, self.geometries = features, geometries
         self.ids = [str(f["id"]) for f in self.features]
         self.position = {fid: i for i, fid in enumerate(self.ids)}
-        self.blobs = [geojson.dumps(geojson.as_multi(f)) for f in self.features]  # one type per collection
         self.queryables = _queryables(self.features, self.layer.temporal and collection.day is None)
-        self.bbox = (atlas.manifest["layers"][self.layer.id]["bbox"] if collection.day is None
-                     else geojson.bbox(self.geometries))
+        self.bbox = bbox
+        self.blobs = self.serialised()
+
+    def serialised(self) -> list[bytes]:
+        """Every feature as GeoJSON bytes, once at start (shared by forked workers)."""
+        return [geojson.dumps(geojson.as_multi(f)) for f in self.features]  # one geometry type per collection
+
+    @classmethod
+    def of(cls, atlas: store.Atlas, collection: Collection) -> LayerFeatures:
+        """A collection of the catalogue (a layer, or one period of a timed layer)."""
+        features, geometries = collection_features(atlas, collection)
+        bbox = atlas.manifest["layers"][collection.layer.id]["bbox"] if collection.day is None \
+            else geojson.bbox(geometries)
+        return cls(collection, features, geometries, bbox)
+
+    def blob(self, index: int) -> bytes:
+        """One feature as GeoJSON bytes."""
+        return self.blobs[index]
 
     @cached_property
     def tree(self) -> shapely.STRtree:
@@ -204,10 +229,14 @@ class LayerFeatures:
         if bbox is not None:
             chosen = np.unique(self.tree.query(shapely.box(*bbox), predicate="intersects"))
         if period is not None:
-            chosen = np.intersect1d(chosen, wilayahs.valid_indices(self.features, *period)).astype(int)
+            chosen = np.intersect1d(chosen, self.valid(*period)).astype(int)
         for name, value in (filters or {}).items():
             chosen = np.array([i for i in chosen if self._matches(self.queryables[name], i, value)], dtype=int)
         return chosen
+
+    def valid(self, start: str | None, end: str | None) -> list[int]:
+        """Positions of the features valid at some day of [start, end] (None: open)."""
+        return wilayahs.valid_indices(self.features, start, end)
 
     def _matches(self, queryable: Queryable, index: int, value: str) -> bool:
         props = self.features[index]["properties"]
@@ -225,7 +254,7 @@ class LayerFeatures:
 
     def page(self, chosen: np.ndarray, offset: int, limit: int) -> bytes:
         """The JSON array text of one page of the chosen features, joined from pre-serialised bytes."""
-        return b"[" + b",".join(self.blobs[i] for i in chosen[offset:offset + limit]) + b"]"
+        return b"[" + b",".join(self.blob(i) for i in chosen[offset:offset + limit]) + b"]"
 
 
 # --- datetime (RFC 3339 instant or interval) -------------------------------------------------

@@ -10,14 +10,26 @@ from the atlas (the same object: no copy). The server loads the file named by ``
 from __future__ import annotations
 
 import os
+import calendar
+import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from layers import events, lookup, store, style
+import numpy as np
+import shapely
+
+from geo import geojson
+from layers import catalogue, events, lookup, store, style
+from layers.features import Collection, LayerFeatures, QueryError, Queryable
 
 EVENTS_ENV = "TTP_ATLAS_EVENTS"  # path of the user's event file (ACLED, UCDP GED, GTD or plain CSV)
 COUNT_LAYERS = ("wilayahs", "districts")
+COUNTS_PREFIX = "event-counts-"  # + the unit layer: the collection of counts per unit and month
+MONTH = "month"  # the month filter of the overlay's collections, YYYY-MM
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 JOIN_KEYS = {"province": "province", "division": "division", "district": "district", "tehsil": "tehsil",
              "tribal_district": "tribal_district", "wilayah": "wilayah", "wilayah_part": "wilayah_part",
              "zone": "zone", "confidence": "wilayah_confidence"}  # event property -> join column
@@ -30,6 +42,12 @@ class Overlay:
     months: tuple[str, ...]  # every "YYYY-MM" from the first to the last placed event, gaps included
     events: list[dict]  # GeoJSON Point features, one per row with coordinates (placed or flagged)
     counts: dict[str, list[dict]]  # "wilayahs" and "districts" -> one feature per (unit feature, month)
+
+
+def collections(overlay: Overlay) -> dict[str, list[dict]]:
+    """The overlay's features by collection id (``catalogue.EVENT_LAYERS``)."""
+    return {"events": overlay.events, **{COUNTS_PREFIX + layer_id: overlay.counts[layer_id]
+                                         for layer_id in COUNT_LAYERS}}
 
 
 def event_feature(stream: events.Stream, joined: events.Joined) -> dict:
@@ -84,6 +102,92 @@ def build(atlas: store.Atlas, stream: events.Stream) -> Overlay:
     seen = sorted({key[1] for found in tallies.values() for key in found})
     months = tuple(events.months_between(seen[0], seen[-1])) if seen else ()
     return Overlay(stream.summary.source, tuple(stream.summary.credits), months, points, counts)
+
+
+class OverlayFeatures(LayerFeatures):
+    """A collection of the events overlay (``layers.overlay``). Serialised on demand, not at start (the
+    counts share their units' geometry: each unit's is serialised once); ``month`` is checked against the
+    overlay's months, and ``datetime`` matches an event's day, or a count's month."""
+
+    def __init__(self, collection: Collection, features: list[dict], geometries: np.ndarray, bbox: list[float],
+                 months: tuple[str, ...]):
+        self.months = months
+        self.shapes = {id(f["geometry"]): geojson.dumps(geojson.as_multi({"geometry": f["geometry"]})["geometry"])
+                       for f in features if f["geometry"]["type"] != "Point"}
+        super().__init__(collection, features, geometries, bbox)
+        span = f"from {months[0]} to {months[-1]}" if months else "none: no event of the file could be placed"
+        self.queryables.pop("date", None)  # any day may be asked for, not only those with events
+        if features and "date" in features[0]["properties"]:
+            self.queryables["date"] = Queryable("date", "date", False, None, DATE_PATTERN,
+                                                "The events of this day (YYYY-MM-DD; datetime takes intervals).")
+        self.queryables[MONTH] = Queryable(MONTH, MONTH, False, None, MONTH_PATTERN,
+                                           f"The features of this month (YYYY-MM): the months of the file's "
+                                           f"placed events, {span}.")
+        days = [self._days(f["properties"]) for f in features]
+        self.days = (np.array([d[0] for d in days], dtype="U10"), np.array([d[1] for d in days], dtype="U10"))
+
+    @staticmethod
+    def _days(properties: dict) -> tuple[str, str]:
+        """The first and last day a feature stands for: an event's day, a count's month ("" when none)."""
+        if "date" in properties:
+            return (properties["date"] or "",) * 2
+        year, month = (int(part) for part in properties[MONTH].split("-"))
+        last = calendar.monthrange(year, month)[1]
+        return dt.date(year, month, 1).isoformat(), dt.date(year, month, last).isoformat()
+
+    def serialised(self) -> list[bytes]:
+        return []  # on demand: see blob
+
+    def blob(self, index: int) -> bytes:
+        feature = self.features[index]
+        shape = self.shapes.get(id(feature["geometry"]))
+        if shape is None:
+            return geojson.dumps(feature)
+        return (b'{"type":"Feature","id":' + geojson.dumps(feature["id"]) + b',"geometry":' + shape
+                + b',"properties":' + geojson.dumps(feature["properties"]) + b"}")
+
+    @property
+    def interval(self) -> list[str | None] | None:
+        first, last = ([str(day) for day in days if day] for days in self.days)
+        return [min(first), max(last)] if first else None
+
+    def valid(self, start: str | None, end: str | None) -> list[int]:
+        first, last = self.days
+        dated = first != ""
+        if end is not None:
+            dated &= first <= end
+        if start is not None:
+            dated &= last >= start
+        return np.flatnonzero(dated).tolist()
+
+    def check_filters(self, filters: dict[str, str]) -> None:
+        month = filters.get(MONTH)
+        if month is not None and not (re.fullmatch(MONTH_PATTERN, month) and self.months
+                                      and self.months[0] <= month <= self.months[-1]):
+            span = f"from {self.months[0]} to {self.months[-1]}" if self.months else \
+                "none (no event of the file could be placed)"
+            raise QueryError(MONTH, month, f"a month YYYY-MM of the event file's placed events, {span}")
+        super().check_filters({k: v for k, v in filters.items() if k != MONTH})
+
+
+def overlay_features(atlas: store.Atlas, overlay: Overlay) -> dict[str, OverlayFeatures]:
+    """The overlay's collections (``catalogue.EVENT_LAYERS``) by id, with the event data's credits."""
+    found = {}
+    parts = collections(overlay)
+    for layer in catalogue.EVENT_LAYERS:
+        features = parts[layer.id]
+        unit_layer = layer.id.removeprefix(COUNTS_PREFIX)
+        if unit_layer == layer.id:  # the events: points
+            geometries = shapely.points(np.array([f["geometry"]["coordinates"] for f in features],
+                                                 dtype=float).reshape(-1, 2))
+        else:
+            position = {f["id"]: i for i, f in enumerate(atlas.features(unit_layer))}
+            geometries = np.asarray(atlas.geometries[unit_layer], dtype=object)[
+                [position[f["properties"]["unit_id"]] for f in features]]
+        bbox = geojson.bbox(geometries) if len(features) else list(atlas.pakistan_bounds())
+        found[layer.id] = OverlayFeatures(Collection(layer.id, layer, credits=overlay.credits), features,
+                                          geometries, bbox, overlay.months)
+    return found
 
 
 def load(atlas: store.Atlas, path: str | Path, locator: lookup.Locator | None = None) -> Overlay:

@@ -14,9 +14,10 @@ from flask import Blueprint, current_app, render_template, request, send_file
 
 from geo import geojson
 from geo.cache import ByteCache, budget_from_env
-from layers import catalogue, formats, store
+from layers import catalogue, formats, overlay as overlays, store
 from layers.features import (LayerFeatures, QueryError, collections as all_collections, layer_metadata,
                              parse_datetime, queryables_schema, rfc3339, temporal_properties)
+from layers.overlay import OverlayFeatures, overlay_features
 from server import openapi
 from server.openapi import CRS84, HTML
 from server.http import (GEOJSON, JSON, Problem, bad_parameter, base_url, bbox_param, etag_of, int_param,
@@ -43,11 +44,13 @@ PAGE_CACHE_ENV = "TTP_ATLAS_PAGE_CACHE_MB"  # assembled pages kept per process (
 class Service:
     """Everything the endpoints answer from, prepared once per app (shared by forked workers)."""
 
-    def __init__(self, atlas: store.Atlas):
+    def __init__(self, atlas: store.Atlas, overlay: overlays.Overlay | None = None):
         self.atlas = atlas
-        self.layers = {cid: LayerFeatures(atlas, c) for cid, c in all_collections().items()}
+        self.layers = {cid: LayerFeatures.of(atlas, c) for cid, c in all_collections().items()}
+        self.layers.update(overlay_features(atlas, overlay) if overlay else {})  # the user's events, if loaded
         self.started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.api = openapi.ApiContext(atlas, {lid: lf.queryables for lid, lf in self.layers.items()})
+        self.api = openapi.ApiContext(atlas, {lid: lf.queryables for lid, lf in self.layers.items()},
+                                      {lid: lf.title for lid, lf in self.layers.items()})
         self.pages = ByteCache(budget_from_env(PAGE_CACHE_ENV, 64), size=lambda page: len(page[0]))
 
     def items_page(self, layer_id: str, base: str, query: tuple[tuple[str, str], ...]) -> tuple[bytes, str]:
@@ -88,7 +91,7 @@ def service() -> Service:
 
 @blueprint.record_once
 def _prepare(state) -> None:
-    state.app.extensions["features"] = Service(state.app.extensions["atlas"])
+    state.app.extensions["features"] = Service(state.app.extensions["atlas"], state.app.extensions["overlay"])
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -111,8 +114,14 @@ def output(args: dict) -> str:
     return "html" if best == HTML else "json"
 
 
+EVENT_IDS = tuple(layer.id for layer in catalogue.EVENT_LAYERS)
+
+
 def layer_features(layer_id: str) -> LayerFeatures:
     found = service().layers.get(layer_id)
+    if found is None and layer_id in EVENT_IDS:
+        raise not_found(f"collection {layer_id!r} (no event file is loaded: ttp-atlas serve --events FILE, or "
+                        f"${overlays.EVENTS_ENV})", list(service().layers))
     if found is None:
         raise not_found(f"collection {layer_id!r}", list(service().layers))
     return found
@@ -137,31 +146,36 @@ def check_crs(args: dict) -> None:
             raise bad_parameter(name, args[name], f"{CRS84} (longitude, latitude), the only CRS offered")
 
 
-def page(template: str, title: str, json_href: str, **context):
+def page(template: str, title: str, json_href: str, credits: tuple[str, ...] = (), **context):
+    """An HTML page; ``credits`` (the event data's) come before the boundary data's."""
     body = render_template(template, title=title, json_href=json_href, base=base_url(),
-                           attribution=service().atlas.attribution(), caveat=catalogue.CAVEAT, **context).encode()
+                           attribution=[*credits, *service().atlas.attribution()], caveat=catalogue.CAVEAT,
+                           **context).encode()
     return respond(body, HTML)
 
 
 def collection_doc(lf: LayerFeatures, base: str) -> dict:
+    """A collection's description; one of the events overlay links to its data only (the catalogue's layers
+    also to their map, styles, tiles and downloads) and lists its months."""
     lid, layer_id = lf.id, lf.layer.id
     meta = layer_metadata(service().atlas, layer_id, lf.collection)
     url = f"{base}/collections/{lid}"
     map_url = f"{base}/map/{layer_id}" + (f"?datetime={lf.collection.day}" if lf.collection.day else "")
+    layer_links = [link(map_url, "related", HTML, "Map of this layer"),
+                   *(link(f"{base}/styles/{layer_id}.{ext}", "stylesheet", mimetype, title)
+                     for ext, mimetype, title in STYLES),
+                   link(f"{base}/tiles/{layer_id}/style.json", "stylesheet", MAPLIBRE_STYLE,
+                        "MapLibre GL style of this layer's vector tiles"),
+                   *(link(f"{url}/download.{key}", "enclosure", fmt.mimetype, f"Download: {fmt.title}")
+                     for key, fmt in formats.FORMATS.items())]
     links = [link(url, "self", JSON, "This collection"), link(f"{url}?f=html", "alternate", HTML, "As HTML"),
              link(f"{url}/items", "items", GEOJSON, "Features (GeoJSON)"),
              link(f"{url}/items?f=html", "items", HTML, "Features (HTML)"),
              link(f"{url}/queryables", QUERYABLES_REL, openapi.QUERYABLES_MEDIA,
                   "Properties to filter on (JSON Schema)"),
-             link(map_url, "related", HTML, "Map of this layer"),
-             *(link(f"{base}/styles/{layer_id}.{ext}", "stylesheet", mimetype, title)
-               for ext, mimetype, title in STYLES),
-             link(f"{base}/tiles/{layer_id}/style.json", "stylesheet", MAPLIBRE_STYLE,
-                  "MapLibre GL style of this layer's vector tiles"),
              *({"href": d["url"], "rel": "license", "type": HTML, "title": f"{d['title']}: {d['licence']}"}
                for d in meta["licences"]),
-             *(link(f"{url}/download.{key}", "enclosure", fmt.mimetype, f"Download: {fmt.title}")
-               for key, fmt in formats.FORMATS.items())]
+             *([] if isinstance(lf, OverlayFeatures) else layer_links)]
     extent = {"spatial": {"bbox": [lf.bbox], "crs": CRS84}}
     if lf.interval:
         start, end = lf.interval
@@ -175,6 +189,8 @@ def collection_doc(lf: LayerFeatures, base: str) -> dict:
         doc["period"] = {"start": lf.collection.day, "label": lf.collection.label}
     if "caveat" in meta:
         doc["caveat"] = meta["caveat"]
+    if isinstance(lf, OverlayFeatures):
+        doc["months"] = list(lf.months)
     return doc
 
 
@@ -237,7 +253,8 @@ def collection(layer_id: str):
     args = params(["f"])
     doc = collection_doc(layer_features(layer_id), base_url())
     if output(args) == "html":
-        return page("features_collection.html", doc["title"], f"{doc['links'][0]['href']}?f=json", doc=doc)
+        return page("features_collection.html", doc["title"], f"{doc['links'][0]['href']}?f=json",
+                    credits=layer_features(layer_id).collection.credits, doc=doc)
     return respond(geojson.dumps(doc), JSON)
 
 
@@ -259,7 +276,8 @@ def items(layer_id: str):
         chosen, limit, offset = select(lf, args)
         shown = [lf.features[i] for i in chosen[offset:offset + limit]]
         path = f"{base_url()}/collections/{layer_id}/items"
-        return page("features_items.html", lf.layer.title, href(path, {**args, "f": "json"}), layer=lf.layer,
+        return page("features_items.html", lf.layer.title, href(path, {**args, "f": "json"}),
+                    credits=lf.collection.credits, layer=lf.layer,
                     features=shown, matched=len(chosen), offset=offset, limit=limit,
                     next_href=href(path, {**args, "offset": offset + limit}) if offset + limit < len(chosen) else None,
                     prev_href=href(path, {**args, "offset": max(0, offset - limit)}) if offset else None)
@@ -269,7 +287,7 @@ def items(layer_id: str):
     return respond(body, GEOJSON, etag=etag, headers=CONTENT_CRS)
 
 
-@blueprint.get("/collections/<layer_id>/items/<feature_id>")
+@blueprint.get("/collections/<layer_id>/items/<path:feature_id>")  # a count's id holds a slash: unit/month
 def item(layer_id: str, feature_id: str):
     lf = layer_features(layer_id)
     args = params(["f", "crs"])
@@ -280,17 +298,18 @@ def item(layer_id: str, feature_id: str):
     url = f"{base}/collections/{layer_id}/items/{quote(feature_id, safe='')}"
     if output(args) == "html":
         return page("features_item.html", lf.features[index]["properties"].get("name", feature_id),
-                    f"{url}?f=json", layer=lf.layer, feature=lf.features[index])
+                    f"{url}?f=json", credits=lf.collection.credits, layer=lf.layer, feature=lf.features[index])
     check_crs(args)
     links = [link(url, "self", GEOJSON, "This feature"), link(f"{url}?f=html", "alternate", HTML, "As HTML"),
              link(f"{base}/collections/{layer_id}", "collection", JSON, lf.layer.title)]
-    body = lf.blobs[index][:-1] + b',"links":' + geojson.dumps(links) + b"}"
+    body = lf.blob(index)[:-1] + b',"links":' + geojson.dumps(links) + b"}"
     return respond(body, GEOJSON, headers=CONTENT_CRS)
 
 
 @blueprint.get("/collections/<layer_id>/download.<key>")
 def download(layer_id: str, key: str):
-    layer_features(layer_id)
+    if isinstance(layer_features(layer_id), OverlayFeatures):
+        raise not_found(f"a download of {layer_id!r} (the event file's collections are read through items)")
     params([])
     if key not in formats.FORMATS:
         raise Problem(404, "Not found", f"no download format {key!r}; formats: {', '.join(formats.FORMATS)}",

@@ -17,7 +17,7 @@ import importlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from layers import catalogue, store
 from layers.features import DATETIME_PATTERN, Queryable, collections
@@ -31,7 +31,13 @@ DEFAULT_LIMIT, MAX_LIMIT = 1000, 5000  # the items page size: advertised here an
 @dataclass(frozen=True)
 class ApiContext:
     atlas: store.Atlas
-    queryables: dict[str, dict[str, Queryable]]  # layer id -> query parameter -> queryable
+    queryables: dict[str, dict[str, Queryable]]  # collection id -> query parameter -> queryable
+    titles: dict[str, str] = field(default_factory=dict)  # collection id -> title: the served collections
+
+    @property
+    def collection_ids(self) -> list[str]:
+        """The collections served: the catalogue's, and the event file's when one is loaded."""
+        return list(self.titles) or list(collections())
 
 
 # --- building blocks -------------------------------------------------------------------------
@@ -55,10 +61,11 @@ FORMAT_PARAM = query("f", {"type": "string", "enum": ["json", "html"]},
                      "Output format; by default JSON, or HTML when the Accept header prefers text/html.")
 
 
-def collection_param() -> dict:
-    return param("collectionId", "path", {"type": "string", "enum": list(collections())},
+def collection_param(ids: list[str]) -> dict:
+    return param("collectionId", "path", {"type": "string", "enum": ids},
                  "A layer of the catalogue, or one period of a timed layer (e.g. wilayahs-2023-06-30: the "
-                 "units valid on that period's first day, with no overlaps).")
+                 "units valid on that period's first day, with no overlaps), or, when an event file is loaded, "
+                 "events, event-counts-wilayahs or event-counts-districts.")
 
 
 def content(schema: dict, *mimetypes: str) -> dict:
@@ -179,11 +186,12 @@ def core_paths(ctx: ApiContext) -> dict:
                                   op_id="getCollections"),
         "/collections/{collectionId}": operation(
             "One layer: extent, licence, links to its items and downloads", "Capabilities",
-            [collection_param(), FORMAT_PARAM],
+            [collection_param(ctx.collection_ids), FORMAT_PARAM],
             {**content(ref("schemas", "Collection"), JSON), **content(_html(), HTML)}, op_id="describeCollection"),
         "/collections/{collectionId}/queryables": operation(
             "The properties a client may filter items on (OGC API - Features Part 3, JSON Schema 2020-12)",
-            "Capabilities", [collection_param(), query("f", {"type": "string", "enum": ["json"]}, "Output format.")],
+            "Capabilities",
+            [collection_param(ctx.collection_ids), query("f", {"type": "string", "enum": ["json"]}, "Output format.")],
             content(ref("schemas", "Queryables"), QUERYABLES_MEDIA),
             op_id="getQueryables"),
     }}
@@ -211,8 +219,9 @@ def shared_parameters() -> dict[str, dict]:
 
 
 def items_parameters(queryables: dict[str, Queryable]) -> list[dict]:
-    filters = [query(q.name, {"type": "string", **({"enum": list(q.values)} if q.values else {})},
-                     q.description) for q in queryables.values()]
+    filters = [query(q.name, {"type": "string", **({"enum": list(q.values)} if q.values else {}),
+                              **({"pattern": q.pattern} if q.pattern else {})}, q.description)
+               for q in queryables.values()]
     return [*(ref("parameters", name) for name in SHARED_PARAMETERS), FORMAT_PARAM, *filters]
 
 
@@ -220,7 +229,7 @@ def items_paths(ctx: ApiContext) -> dict:
     """Per layer, so that each layer's property filters (and their values) are listed."""
     paths = {}
     for lid, queryables in ctx.queryables.items():
-        title = collections()[lid].title
+        title = ctx.titles.get(lid) or collections()[lid].title
         paths[f"/collections/{lid}/items"] = operation(
             f"Features of {title}", "Data", items_parameters(queryables),
             {**content(ref("schemas", "FeatureCollection"), GEOJSON), **content(_html(), HTML)},
@@ -238,7 +247,7 @@ def download_paths(ctx: ApiContext) -> dict:
     mimetypes = sorted({f.mimetype for f in FORMATS.values()})
     return {"paths": {"/collections/{collectionId}/download.{format}": operation(
         "The whole layer as a file (licence, credits and caveat inside)", "Data",
-        [collection_param(), param("format", "path", {"type": "string", "enum": list(FORMATS)},
+        [collection_param(list(collections())), param("format", "path", {"type": "string", "enum": list(FORMATS)},
                                    "; ".join(f"{k}: {f.title}" for k, f in FORMATS.items()))],
         {m: {"schema": {"type": "object"} if m.endswith("json") else {"type": "string", "format": "binary"}}
          for m in mimetypes}, op_id="download")}}

@@ -4,9 +4,17 @@ points and counts per unit and month. No event data is downloaded or committed: 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+import pyogrio
 import pytest
+import requests
 
 from layers import events, overlay
+from server import openapi
+from tests.conftest import start_server, stop_server
 from tests.test_join import (ACLED_HEADER, GTD_HEADER, PESHAWAR, PISHIN, QUETTA, UCDP_HEADER, KABUL, acled,
                              write)
 
@@ -125,3 +133,105 @@ def test_environment_and_refusals(atlas, tmp_path):
         overlay.load(atlas, bad)
     with pytest.raises(events.EventFileError, match="cannot read .*missing.csv"):
         overlay.load(atlas, tmp_path / "missing.csv")
+
+
+# --- served: OGC API - Features, read by GDAL ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def events_server(built, data_root, tmp_path_factory):
+    """A server started with $TTP_ATLAS_EVENTS naming a generated ACLED file."""
+    path = acled_file(tmp_path_factory.mktemp("served"))
+    process, url = start_server(built, data_root, workers=1, env={overlay.EVENTS_ENV: str(path)})
+    yield url
+    stop_server(process)
+
+
+def get(url: str, status: int = 200, **params) -> requests.Response:
+    response = requests.get(url, params=params, timeout=60)
+    assert response.status_code == status, (url, response.text[:300])
+    return response
+
+
+def test_gdal_reads_the_events(events_server):
+    frame = pyogrio.read_dataframe(f"OAPIF:{events_server}/collections/events")
+    assert len(frame) == 7 and set(frame.geometry.geom_type) == {"Point"}
+    quetta = frame[frame["line"] == 2].iloc[0]
+    assert (str(quetta["date"].date()), quetta["district"], quetta["fatalities"]) == ("2023-05-15", "Quetta", 4)
+    assert (quetta.geometry.x, quetta.geometry.y) == (67.00141, 30.18414)
+    assert sorted(frame["flag"].dropna()) == ["no-date", "outside-pakistan"]
+    counts = pyogrio.read_dataframe(f"OAPIF:{events_server}/collections/event-counts-districts")
+    assert sorted(zip(counts["name"], counts["month"], counts["events"], counts["fatalities"], strict=True)) == [
+        ("North Waziristan", "2023-07", 1, 5), ("Peshawar", "2023-07", 1, 0), ("Quetta", "2023-05", 1, 4),
+        ("Zhob", "2023-07", 2, 3)]
+    assert set(counts.geometry.geom_type) == {"MultiPolygon"}
+    units = pyogrio.read_dataframe(f"OAPIF:{events_server}/collections/event-counts-wilayahs")
+    assert sorted(units["label"]) == ["Bannu", "Peshawar", "Zhob"]
+
+
+def test_month_paging_bbox_and_items(events_server):
+    items = f"{events_server}/collections/event-counts-districts/items"
+    july = get(items, month="2023-07").json()
+    assert july["numberMatched"] == 3 and {f["properties"]["month"] for f in july["features"]} == {"2023-07"}
+    assert get(items, month="2023-06").json()["numberMatched"] == 0  # a gap month: valid, no events
+    for bad in ("2023-13", "2024-01", "July"):
+        problem = get(items, 400, month=bad).json()
+        assert problem["parameter"] == "month" and f"'{bad}'" in problem["detail"]
+        assert "from 2023-05 to 2023-07" in problem["detail"]
+    events_url = f"{events_server}/collections/events/items"
+    first = get(events_url, limit="3").json()
+    assert first["numberReturned"] == 3 and first["numberMatched"] == 7
+    following = next(link["href"] for link in first["links"] if link["rel"] == "next")
+    assert [f["id"] for f in get(following).json()["features"]] == ["line-5", "line-6", "line-7"]
+    peshawar = get(events_url, bbox="71.5,33.9,71.7,34.1").json()
+    assert sorted(f["id"] for f in peshawar["features"]) == ["line-5", "line-6"]
+    dated = get(events_url, datetime="2023-07-01/2023-07-10").json()
+    assert sorted(f["id"] for f in dated["features"]) == ["line-3", "line-7", "line-9"]
+    one = get(f"{events_server}/collections/event-counts-wilayahs/items/zhob-2023-06-14-core%2F2023-07").json()
+    assert (one["properties"]["events"], one["properties"]["fatalities"]) == (2, 3)
+    assert one["geometry"]["type"] == "MultiPolygon"
+    html = get(f"{events_server}/collections/events/items", f="html").text
+    assert "line-9" in html and "Event data: acled.csv, from ACLED" in html
+
+
+def test_collections_attribution_and_document(events_server):
+    listed = {c["id"]: c for c in get(f"{events_server}/collections").json()["collections"]}
+    counts = listed["event-counts-wilayahs"]
+    assert {"events", "event-counts-districts"} <= set(listed)
+    assert counts["months"] == ["2023-05", "2023-06", "2023-07"]
+    assert counts["attribution"].startswith("Event data: acled.csv, from ACLED") and "COD-AB" in counts["attribution"]
+    assert "Claimed units, not areas of control" in counts["caveat"]
+    assert "caveat" not in listed["event-counts-districts"]
+    assert counts["extent"]["temporal"]["interval"] == [["2023-07-01T00:00:00Z", "2023-07-31T23:59:59Z"]]
+    assert listed["event-counts-districts"]["extent"]["temporal"]["interval"] == [["2023-05-01T00:00:00Z",
+                                                                                 "2023-07-31T23:59:59Z"]]
+    assert not any(link["rel"] == "enclosure" for link in counts["links"])  # no downloads of the user's data
+    get(f"{events_server}/collections/events/download.gpkg", 404)
+    spec = get(f"{events_server}/api").json()
+    month = next(p for p in spec["paths"]["/collections/event-counts-districts/items"]["get"]["parameters"]
+                 if p.get("name") == "month")
+    assert month["schema"]["pattern"] == overlay.MONTH_PATTERN and "2023-05 to 2023-07" in month["description"]
+    for url in ("/collections/events/items?month=2023-07", "/collections/event-counts-wilayahs",
+                "/collections/events/queryables", "/collections/events/items?month=2023-13"):
+        response = requests.get(events_server + url, timeout=60)
+        assert openapi.response_errors(spec, "GET", urlsplit(url).path, response.status_code,
+                                       response.headers["Content-Type"], response.content) == [], url
+
+
+def test_no_overlay_no_collections(server):
+    listed = {c["id"] for c in get(f"{server}/collections").json()["collections"]}
+    assert not {"events", "event-counts-wilayahs", "event-counts-districts"} & listed
+    for collection in ("events", "event-counts-wilayahs", "event-counts-districts"):
+        response = get(f"{server}/collections/{collection}/items", 404)
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert "no event file is loaded" in response.json()["detail"]
+
+
+def test_serve_refuses_a_missing_file(built, data_root, tmp_path):
+    command = [sys.executable, "-m", "server", "serve", "--build", str(built), "--data", str(data_root), "--port", "9"]
+    done = subprocess.run([*command, "--events", "/nonexistent"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "'/nonexistent' is not a readable file" in done.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,x,y\n", encoding="utf-8")
+    done = subprocess.run([*command, "--events", str(bad)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "accepted layouts are ACLED" in done.stderr
