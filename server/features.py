@@ -155,8 +155,8 @@ def page(template: str, title: str, json_href: str, credits: tuple[str, ...] = (
 
 
 def collection_doc(lf: LayerFeatures, base: str) -> dict:
-    """A collection's description; one of the events overlay links to its data only (the catalogue's layers
-    also to their map, styles, tiles and downloads) and lists its months."""
+    """A collection's description; one of the events overlay links to its data and the events map (the
+    catalogue's layers to their map, styles, tiles and downloads) and lists its months."""
     lid, layer_id = lf.id, lf.layer.id
     meta = layer_metadata(service().atlas, layer_id, lf.collection)
     url = f"{base}/collections/{lid}"
@@ -175,7 +175,8 @@ def collection_doc(lf: LayerFeatures, base: str) -> dict:
                   "Properties to filter on (JSON Schema)"),
              *({"href": d["url"], "rel": "license", "type": HTML, "title": f"{d['title']}: {d['licence']}"}
                for d in meta["licences"]),
-             *([] if isinstance(lf, OverlayFeatures) else layer_links)]
+             *([link(f"{base}/map/events", "related", HTML, "Map of the events, per month")]
+               if isinstance(lf, OverlayFeatures) else layer_links)]
     extent = {"spatial": {"bbox": [lf.bbox], "crs": CRS84}}
     if lf.interval:
         start, end = lf.interval
