@@ -28,7 +28,7 @@ import shapely
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import PathPatch, Rectangle
+from matplotlib.patches import Circle, PathPatch, Rectangle
 from matplotlib.path import Path as MplPath
 from matplotlib.patheffects import Stroke
 from matplotlib.transforms import Bbox
@@ -37,7 +37,7 @@ from pyproj import Transformer
 
 from geo import atomic, gazetteer, paper
 from geo.geometry import polygonal, reproject
-from layers import catalogue, disputed, features, labels, places, style, wilayahs
+from layers import catalogue, disputed, eventsymbols, features, labels, places, style, wilayahs
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Options:
     dpi: int
     title: str
     subtitle: str
+    month: str = ""  # "YYYY-MM": the events overlay's circles of that month are drawn
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -225,6 +226,19 @@ def default_subtitle(place: str, date: str, temporal: bool) -> str:
     return f"{place}: {period['label']}, as of {date}" if period else f"{place}, as of {date}"
 
 
+def events_month(overlay, month: str | None, datetime: str | None) -> str:
+    """The month an events map shows: ``month``, else that of the ``datetime`` day (already checked), else
+    the events' last month; a date given with a month must fall in it."""
+    chosen = month if month is not None and str(month) != "" else (datetime[:7] if datetime else None)
+    try:
+        found = eventsymbols.check_month(overlay, chosen)
+    except ValueError as error:
+        raise ExportOptionError("month" if month else "datetime", chosen, str(error)) from None
+    if datetime and datetime[:7] != found:
+        raise ExportOptionError("datetime", datetime, f"a day of the events month {found}, or none (its last day)")
+    return found
+
+
 def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, orientation=None, dpi=None,
                 title=None, subtitle=None) -> dict:
     """The checks that need no build (so the CLI fails before loading one); None means the default."""
@@ -237,10 +251,15 @@ def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, or
             "title": parse_text("title", title), "subtitle": parse_text("subtitle", subtitle)}
 
 
-def parse_options(atlas, focus_layers=FOCUS_LAYERS, **strings) -> Options:
-    """Check and resolve the user's options (strings, None for the defaults) into one ``Options``."""
+def parse_options(atlas, focus_layers=FOCUS_LAYERS, overlay=None, month=None, **strings) -> Options:
+    """Check and resolve the user's options (strings, None for the defaults) into one ``Options``. With an
+    events ``overlay``, the map shows one ``month`` of it (``events_month``), its units as of the day given
+    or the month's last day."""
     plain = check_plain(**strings)
-    date = plain["date"] or latest_date(atlas)
+    if overlay is None and month is not None:
+        raise ExportOptionError("month", month, "a month of the events: ask for the events too")
+    chosen = events_month(overlay, month, plain["date"]) if overlay is not None else ""
+    date = plain["date"] or (eventsymbols.month_days(chosen)[1] if chosen else latest_date(atlas))
     if plain["bbox"] is not None:
         bounds, place = check_overlap(strings["bbox"], plain["bbox"], atlas.pakistan_bounds), "Selected area"
     elif plain["focus"] is not None:
@@ -250,9 +269,11 @@ def parse_options(atlas, focus_layers=FOCUS_LAYERS, **strings) -> Options:
         bounds, place = paper.padded(atlas.pakistan_bounds, 0.02), "Pakistan"
     layer_ids = plain["layers"]
     temporal = any(catalogue.layer(lid).temporal for lid in layer_ids)
+    title = f"Events per TTP claimed unit, {eventsymbols.month_title(chosen)}" if chosen else default_title(layer_ids)
+    subtitle = default_subtitle(place, date, temporal)
     return Options(layer_ids, date, tuple(bounds), place, plain["size_mm"], plain["dpi"],
-                   default_title(layer_ids) if plain["title"] is None else plain["title"],
-                   default_subtitle(place, date, temporal) if plain["subtitle"] is None else plain["subtitle"])
+                   title if plain["title"] is None else plain["title"],
+                   subtitle if plain["subtitle"] is None else plain["subtitle"], chosen)
 
 
 def output_format(path: Path) -> str:
@@ -444,6 +465,15 @@ def legend_entries(shown: list[Shown], disputed_shown: bool = False, place_kinds
     return rows
 
 
+def event_legend_rows(overlay) -> list[dict]:
+    """The legend's event circles: the largest count of any month and round fractions of it."""
+    largest = eventsymbols.largest_count(overlay)
+    sizes = [(f"{n} event{'s' if n != 1 else ''}", eventsymbols.radius_px(n, largest))
+             for n in eventsymbols.legend_counts(largest)]
+    return [{"kind": "header", "label": "Events per claimed unit in the month"},
+            {"kind": "circles", "sizes": sizes, "gid": "legend-events"}]
+
+
 def publications(shown: list[Shown]) -> list[str]:
     """The publications behind the claimed units shown, each once: "Publisher (date)"."""
     seen = {}
@@ -456,10 +486,12 @@ def publications(shown: list[Shown]) -> list[str]:
 
 
 def credit_lines(atlas, shown: list[Shown], claimed: bool, disputed_shown: bool = False,
-                 places_shown: bool = False) -> list[str]:
-    """Caveat, boundary note, wilayah sources and data licences (GeoNames' when places are named): the
-    footer, before wrapping."""
+                 places_shown: bool = False, overlay=None) -> list[str]:
+    """Caveat, boundary note, wilayah sources and data licences (GeoNames' when places are named; the event
+    data's, with the counts caveat, when events are drawn): the footer, before wrapping."""
     lines = ([catalogue.CAVEAT] if claimed else []) + ([disputed.NOTE] if disputed_shown else [])
+    if overlay is not None:
+        lines.append(f"{eventsymbols.CAVEAT} {' '.join(overlay.credits)}".strip())
     sources = publications(shown)
     if sources:
         lines.append("Claimed units as reported by: " + "; ".join(sources) + ".")
@@ -542,6 +574,25 @@ def draw_layer(ax, shown: Shown, metres_per_pt: float) -> None:
                 draw_hatch(ax, geom, look, metres_per_pt, f"hatch-{feature['id']}")
         return
     ax.add_collection(collection(shown.paths, style.feature_style(shown.layer_id, {}), f"layer-{shown.layer_id}"))
+
+
+def event_circle(xy, radius: float, gid: str) -> Circle:
+    """An event circle from ``layers.eventsymbols``, ``radius`` in axes units."""
+    return Circle(xy, radius, facecolor=matplotlib.colors.to_rgba(eventsymbols.FILL, eventsymbols.FILL_OPACITY),
+                  edgecolor=eventsymbols.STROKE, linewidth=eventsymbols.STROKE_WIDTH * PX_TO_PT, zorder=4, gid=gid)
+
+
+def draw_events(ax, atlas, overlay, month: str, view: View, scale: float) -> list[eventsymbols.EventSymbol]:
+    """The month's circles at their units' label anchors, over the units and under the labels (largest
+    first); returns those in view."""
+    drawn = []
+    for symbol in eventsymbols.symbols(atlas, overlay, month):
+        x, y = view.transformer.transform(symbol.lon, symbol.lat)
+        if shapely.contains_xy(view.frame, x, y):
+            radius = symbol.radius_px * PX_TO_PT * scale * view.metres_per_pt
+            ax.add_artist(event_circle((x, y), radius, f"event-{symbol.unit_id}"))
+            drawn.append(symbol)
+    return drawn
 
 
 def collection(paths: list[MplPath], look: dict, gid: str, width_factor: float = 1.0) -> PatchCollection:
@@ -910,8 +961,11 @@ def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: fl
     height_pt = rect[3] * fig.get_figheight() * 72
     width_pt = rect[2] * fig.get_figwidth() * 72
     font = 7.5 * scale
-    lines = len(rows) + (2 if date else 0)
-    step = min(font * 1.9, height_pt / max(lines, 1))
+    # nested event circles, bottom-aligned, as large as on the map: a block of their height, not a line
+    block = max((2 * r * PX_TO_PT * scale + 4 for row in rows if row["kind"] == "circles" for _, r in row["sizes"]),
+                default=0.0)
+    lines = len(rows) + (2 if date else 0) - (1 if block else 0)
+    step = min(font * 1.9, (height_pt - block) / max(lines, 1))
     font = min(font, step / 1.6)
     y = height_pt
     ax.set_xlim(0, width_pt)
@@ -930,6 +984,16 @@ def draw_legend(fig: Figure, rect, rows: list[dict], date: str | None, scale: fl
         if row["kind"] == "marker":
             draw_marker(ax, (2 + sw / 2, y), row["marker"], scale, row["gid"])
             ax.text(sw + 8, y, row["label"], fontsize=font, va="center", color=INK, parse_math=False)
+            continue
+        if row["kind"] == "circles":
+            bottom, widest = y + step / 2 - block, block / 2 - 2
+            for k, (label, radius) in enumerate(row["sizes"]):
+                radius_pt = radius * PX_TO_PT * scale
+                top = bottom + 2 * radius_pt
+                ax.add_patch(event_circle((2 + widest, bottom + radius_pt), radius_pt, f"{row['gid']}-{k}"))
+                ax.plot([2 + widest, 2 * widest + 8], [top, top], color=INK, linewidth=0.5, gid=f"{row['gid']}-tick")
+                ax.text(2 * widest + 10, top, label, fontsize=font, va="center", color=INK, parse_math=False)
+            y = bottom + step / 2 - 2
             continue
         if row["kind"] == "line":
             draw_disputed(ax, np.array([shapely.LineString([(2, y), (2 + sw, y)])], dtype=object))
@@ -956,18 +1020,20 @@ def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
 
 
 def footer_lines(atlas, shown: list[Shown], disputed_shown: bool, width_mm: float, scale: float,
-                 places_shown: bool = False) -> list[str]:
+                 places_shown: bool = False, overlay=None) -> list[str]:
     claimed = any(catalogue.layer(s.layer_id).claimed and s.features for s in shown)
-    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown, places_shown)
+    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown, places_shown, overlay)
             for line in wrap(text, width_mm, 6.5 * scale)]
 
 
-def render(atlas, options: Options) -> Rendered:
-    """Draw the whole layout for ``options`` on a new Figure (pixel-exact for PNG at ``options.dpi``).
+def render(atlas, options: Options, overlay=None) -> Rendered:
+    """Draw the whole layout for ``options`` on a new Figure (pixel-exact for PNG at ``options.dpi``); an
+    events map (``options.month``) draws the ``overlay``'s circles of that month, with legend and credits.
 
     A unit valid at the date and in view that finds no room for its label is logged as a warning and
     listed in ``Rendered.warnings``.
     """
+    overlay = overlay if options.month else None
     size_px = paper.pixels(options.size_mm, options.dpi)
     fig = Figure(figsize=paper.figure_inches(size_px, options.dpi), dpi=options.dpi)
     FigureCanvasAgg(fig)  # text extents for label placement need a renderer
@@ -978,7 +1044,7 @@ def render(atlas, options: Options) -> Rendered:
     shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
     lines = disputed_in_view(atlas, view)
     footer = footer_lines(atlas, shown, len(lines) > 0, options.size_mm[0] - 2 * box.margin, scale,
-                          bool(named_places(view)))
+                          bool(named_places(view)), overlay)
     if len(footer) != guess:
         box, view = framing(options, len(footer))
         shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
@@ -999,6 +1065,7 @@ def render(atlas, options: Options) -> Rendered:
     for s in shown:
         if catalogue.layer(s.layer_id).claimed:
             draw_layer(ax, s, view.metres_per_pt)
+    events = draw_events(ax, atlas, overlay, options.month, view, scale) if overlay is not None else []
     ax.set_xlim(view.extent[0], view.extent[2])
     ax.set_ylim(view.extent[1], view.extent[3])
     ax.set_aspect("equal", adjustable="box")
@@ -1017,13 +1084,14 @@ def render(atlas, options: Options) -> Rendered:
     place_district_labels(ax, shown, view, scale, taken)
     draw_inset(fig, box.inset, atlas, view, is_national(atlas, view))
     temporal = any(catalogue.layer(s.layer_id).temporal for s in shown)
-    draw_legend(fig, box.legend, legend_entries(shown, len(lines) > 0, {p.kind for p in named}),
-                options.date if temporal else None, scale)
+    rows = (event_legend_rows(overlay) if overlay is not None else []) + legend_entries(
+        shown, len(lines) > 0, {p.kind for p in named})
+    draw_legend(fig, box.legend, rows, options.date if temporal else None, scale)
     fig.text(left, box.footer_top - 1.5 * scale / options.size_mm[1], "\n".join(footer), fontsize=6.5 * scale,
              va="top", linespacing=1.35, color=INK, gid="credits", parse_math=False)
     metadata = {"Title": options.title, "Subject": options.subtitle, "Keywords": KEYWORDS,
                 "Creator": f"ttp-atlas build {atlas.build_id}"}
-    return Rendered(fig, ax, view, shown, placed, warnings, metadata)
+    return Rendered(fig, ax, view, shown, placed, warnings, metadata, events)
 
 
 @dataclass
@@ -1035,6 +1103,7 @@ class Rendered:
     labels: list[Placed]
     warnings: list[str]
     metadata: dict[str, str]  # Title, Subject, Keywords, Creator
+    events: list[eventsymbols.EventSymbol] = field(default_factory=list)  # the event circles drawn
 
     def pixel(self, lon: float, lat: float) -> tuple[int, int]:
         """(column, row) in the PNG of a lon/lat point on the map."""
@@ -1078,19 +1147,20 @@ def release(figure: Figure) -> None:
 _RC_LOCK = threading.Lock()
 
 
-def export(atlas, options: Options, fmt: str) -> bytes:
-    """One map as PNG, SVG or PDF bytes; the figure is freed before returning."""
+def export(atlas, options: Options, fmt: str, overlay=None) -> bytes:
+    """One map as PNG, SVG or PDF bytes (with the ``overlay``'s events of ``options.month``); the figure is
+    freed before returning."""
     with _RC_LOCK, matplotlib.rc_context(RC):
-        rendered = render(atlas, options)
+        rendered = render(atlas, options, overlay)
         try:
             return to_bytes(rendered, fmt, options.dpi)
         finally:
             release(rendered.figure)
 
 
-def write(atlas, options: Options, path: Path) -> int:
+def write(atlas, options: Options, path: Path, overlay=None) -> int:
     """Render to ``path`` (format from its extension) atomically; returns the file size."""
-    payload = export(atlas, options, output_format(path))
+    payload = export(atlas, options, output_format(path), overlay)
     atomic.write_bytes(Path(path), payload)
     return len(payload)
 

@@ -1,7 +1,9 @@
 """Print-ready static maps: ``/export.{png,svg,pdf}`` and ``ttp-atlas export`` (one map, or a series).
 
 Both faces take the same options with the same defaults and hand them to ``layers.export``; a bad
-value is a 400 problem document (HTTP) or a one-line error with exit 2 (CLI), naming the value.
+value is a 400 problem document (HTTP) or a one-line error with exit 2 (CLI), naming the value. Events
+are drawn from the server's overlay (``events=1&month=``) or, on the command line, from ``--events FILE``,
+which also writes the events report (monthly table per unit and chart, ``layers.events.report``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from pathlib import Path
 from flask import Blueprint, current_app
 
 from geo.cache import ByteCache, budget_from_env, number_from_env
-from layers import catalogue, export, store
+from layers import catalogue, eventsymbols, export, lookup, store
+from layers import events as event_files
+from layers import overlay as overlays
 from server import openapi as oas
+from server.app import overlay
 from server.http import (
     RETRY_AFTER_SECONDS,
     Problem,
@@ -28,6 +33,7 @@ from server.http import (
 blueprint = Blueprint("exports", __name__)
 
 OPTIONS = ("layers", "datetime", "bbox", "focus", "size", "orientation", "dpi", "title", "subtitle")
+FLAGS = {"1": True, "true": True, "0": False, "false": False}
 EACH = {"wilayah": "wilayahs", "province": "provinces", "division": "divisions", "district": "districts"}
 
 
@@ -46,11 +52,12 @@ RENDER_WAIT_SECONDS = number_from_env(WAIT_ENV, 30, "a whole number of seconds")
 
 
 def _render(atlas: store.Atlas, options: export.Options, fmt: str) -> bytes:
+    """One map, drawn when a renderer is free within the wait (with the server's events of ``options.month``)."""
     if not _RENDERS.acquire(timeout=RENDER_WAIT_SECONDS):
         raise Problem(503, "Busy", f"every map renderer is busy; retry in {RETRY_AFTER_SECONDS} s",
                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     try:
-        return export.export(atlas, options, fmt)
+        return export.export(atlas, options, fmt, overlay() if options.month else None)
     finally:
         _RENDERS.release()
         release_free_memory()
@@ -60,10 +67,15 @@ def _render(atlas: store.Atlas, options: export.Options, fmt: str) -> bytes:
 def export_map(fmt: str):
     if fmt not in export.FORMATS:
         raise not_found(f"/export.{fmt}", [f"/export.{f}" for f in export.FORMATS])
-    args = params(OPTIONS)
+    args = params((*OPTIONS, "events", "month"))
     atlas = current_app.extensions["atlas"]
+    wanted = args.pop("events", "0")
+    if wanted not in FLAGS:
+        raise bad_parameter("events", wanted, "1 or 0 (true or false)")
+    if FLAGS[wanted] and overlay() is None:
+        raise bad_parameter("events", wanted, "no events are loaded on this server (ttp-atlas serve --events FILE)")
     try:
-        options = export.parse_options(atlas, **args)
+        options = export.parse_options(atlas, overlay=overlay() if FLAGS[wanted] else None, **args)
     except export.ExportOptionError as error:
         raise bad_parameter(error.option, error.value, error.valid) from None
     body = _EXPORTS.get_or_make((atlas.build_id, options, fmt), lambda: _render(atlas, options, fmt))
@@ -96,7 +108,13 @@ def _parameters() -> list[dict]:
         oas.query("dpi", {"type": "integer", "minimum": export.MIN_DPI, "maximum": export.MAX_DPI,
                           "default": export.DEFAULT_DPI}, "Resolution."),
         oas.query("title", text, "Map title, one line of printable characters (default: the main layer's title)."),
-        oas.query("subtitle", text, "Subtitle, one line of printable characters (default: place and as-of date).")]
+        oas.query("subtitle", text, "Subtitle, one line of printable characters (default: place and as-of date)."),
+        oas.query("events", {"type": "string", "enum": list(FLAGS), "default": "0"},
+                  "1 or true: draw the server's events (ttp-atlas serve --events FILE) as circles per claimed unit "
+                  "for one month, with legend and credits; 400 when the server has none. " + eventsymbols.CAVEAT),
+        oas.query("month", {"type": "string", "pattern": eventsymbols.MONTH_PATTERN},
+                  "With events=1: the month shown (default: the month of datetime, else the events' last); the "
+                  "units are those of datetime, default the month's last day.", example="2023-07")]
 
 
 def openapi(ctx: oas.ApiContext) -> dict:
@@ -126,6 +144,24 @@ def common_options(args) -> dict:
     return {name: getattr(args, name) for name in OPTIONS if name != "datetime"}
 
 
+def report_folder(args) -> Path:
+    """Where ``--events`` writes its report (joined rows, monthly table per unit, chart): beside the map,
+    named after it, or inside the output folder."""
+    out = Path(args.out)
+    return out.parent / f"{out.stem}-events" if out.suffix else out / "events"
+
+
+def load_events(atlas, args) -> tuple[overlays.Overlay | None, lookup.Locator | None]:
+    """The overlay of ``--events`` (None without it), and the locator that placed its rows."""
+    if args.events is None:
+        return None, None
+    locator = lookup.Locator(atlas)
+    try:
+        return overlays.load(atlas, args.events, locator), locator
+    except event_files.EventFileError as error:
+        raise export.ExportOptionError("events", str(args.events), str(error)) from None
+
+
 def name_pattern(args, series: list) -> str:
     """Output path with ``{key}`` (the unit) and ``{date}`` slots, or the single file as given.
 
@@ -147,7 +183,7 @@ def jobs(atlas, args, series: list, pattern: str) -> list[tuple[dict, Path]]:
     """(option strings, output path) of every map the command asks for: per date, and per unit with --each."""
     found = []
     for date in series:
-        options = {**common_options(args), "datetime": date}
+        options = {**common_options(args), "datetime": date, "month": args.month}
         if args.each is None:
             found.append((options, Path(pattern.format(date=date))))
             continue
@@ -178,16 +214,27 @@ def cmd_export(args) -> None:
         if not writable(Path(pattern)):
             raise UsageError(f"--out {str(args.out)!r} cannot be written: no folder we may write in")
         atlas = store.ensure_build(args.build, args.data)
-        planned = [(export.parse_options(atlas, **options), path) for options, path in jobs(atlas, args, series, pattern)]
+        events, locator = load_events(atlas, args)
+        planned = [(export.parse_options(atlas, overlay=events, **options), path)
+                   for options, path in jobs(atlas, args, series, pattern)]
     except export.ExportOptionError as error:
         raise UsageError(f"--{error}") from None
     for options, path in planned:
         try:
-            size = export.write(atlas, options, path)
+            size = export.write(atlas, options, path, events)
         except OSError as error:
             raise UsageError(f"--out {str(path)!r} cannot be written: {error.strerror or error}") from None
         width, height = options.size_mm
-        print(f"wrote {path} ({width:g}x{height:g} mm, {options.dpi} dpi, {size / 1024:.0f} KiB)")
+        month = f", events of {options.month}" if options.month else ""
+        print(f"wrote {path} ({width:g}x{height:g} mm, {options.dpi} dpi{month}, {size / 1024:.0f} KiB)")
+    if events is not None:
+        folder = report_folder(args)
+        try:
+            event_files.report(locator, Path(args.events), folder)
+        except event_files.EventFileError as error:
+            raise UsageError(str(error)) from None
+        print(f"wrote {folder}: joined.csv, monthly.csv (events and fatalities per zone, wilayah and district "
+              f"per month), chart.png, chart.svg")
 
 
 def add_commands(subparsers, common) -> None:
@@ -213,6 +260,11 @@ def add_commands(subparsers, common) -> None:
     command.add_argument("--title", help="map title (default: the main layer's title)")
     command.add_argument("--subtitle", help="subtitle (default: place and as-of date)")
     command.add_argument("--each", choices=sorted(EACH), help="one map per unit of this kind, framed on it")
+    command.add_argument("--events", type=Path, help="an event file (ACLED, UCDP GED, GTD or plain CSV): draw its "
+                         "events per claimed unit for one month, and write its report beside the map "
+                         "(monthly table per unit, chart)")
+    command.add_argument("--month", help="with --events: the month to draw, YYYY-MM (default: the month of "
+                                         "--datetime, else the events' last)")
     command.add_argument("--format", choices=sorted(export.FORMATS), default="pdf",
                          help="format when --out is a folder (default: pdf)")
     command.set_defaults(run=cmd_export)
