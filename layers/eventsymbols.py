@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import calendar
 import math
-import re
 from dataclasses import dataclass
 
 from layers import labels, style
@@ -23,7 +22,6 @@ STROKE = style.INK
 STROKE_WIDTH = 1.2  # px
 MAX_RADIUS_PX = 24.0  # the circle of the largest count over every month
 MIN_RADIUS_PX = 2.5  # a single event among hundreds stays visible
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 CAVEAT = ("Counts per claimed unit are not areas of control: an event is counted in the claimed unit whose "
           "drawn extent (a union of districts, made by the map-maker) held its place on the event's day; "
           "it implies no TTP presence or responsibility.")
@@ -53,24 +51,9 @@ def largest_count(overlay) -> int:
     return max((f["properties"]["events"] for f in overlay.counts["wilayahs"]), default=0)
 
 
-def month_days(month: str) -> tuple[str, str]:
-    """The first and last day of ``YYYY-MM`` as ISO dates."""
-    year, number = int(month[:4]), int(month[5:7])
-    return f"{month}-01", f"{month}-{calendar.monthrange(year, number)[1]:02d}"
-
-
 def month_title(month: str) -> str:
     """"July 2023" for "2023-07"."""
     return f"{calendar.month_name[int(month[5:7])]} {month[:4]}"
-
-
-def check_month(overlay, text: str | None) -> str:
-    """``text`` if it is a month of the overlay (None: its last month); ValueError naming what is valid."""
-    if text is None or text == "":
-        return overlay.months[-1]
-    if not re.fullmatch(MONTH_PATTERN, text, re.ASCII) or text not in overlay.months:
-        raise ValueError(f"a month YYYY-MM from {overlay.months[0]} to {overlay.months[-1]}")
-    return text
 
 
 def symbols(atlas, overlay, month: str) -> list[EventSymbol]:
@@ -78,7 +61,7 @@ def symbols(atlas, overlay, month: str) -> list[EventSymbol]:
     ended within the month is drawn at its own anchor, as on a day it was valid."""
     largest = largest_count(overlay)
     counts = [f["properties"] for f in overlay.counts["wilayahs"] if f["properties"]["month"] == month]
-    first, last = month_days(month)
+    first = f"{month}-01"
     units = {f["id"]: f["properties"] for f in atlas.collections["wilayahs"]["features"]}
     days = {uid: max(first, units[uid]["valid_from"]) for uid in {c["unit_id"] for c in counts}}
     anchors = {label.feature_id: label for day in sorted(set(days.values()))

@@ -226,19 +226,6 @@ def default_subtitle(place: str, date: str, temporal: bool) -> str:
     return f"{place}: {period['label']}, as of {date}" if period else f"{place}, as of {date}"
 
 
-def events_month(overlay, month: str | None, datetime: str | None) -> str:
-    """The month an events map shows: ``month``, else that of the ``datetime`` day (already checked), else
-    the events' last month; a date given with a month must fall in it."""
-    chosen = month if month is not None and str(month) != "" else (datetime[:7] if datetime else None)
-    try:
-        found = eventsymbols.check_month(overlay, chosen)
-    except ValueError as error:
-        raise ExportOptionError("month" if month else "datetime", chosen, str(error)) from None
-    if datetime and datetime[:7] != found:
-        raise ExportOptionError("datetime", datetime, f"a day of the events month {found}, or none (its last day)")
-    return found
-
-
 def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, orientation=None, dpi=None,
                 title=None, subtitle=None) -> dict:
     """The checks that need no build (so the CLI fails before loading one); None means the default."""
@@ -251,15 +238,11 @@ def check_plain(layers=None, datetime=None, bbox=None, focus=None, size=None, or
             "title": parse_text("title", title), "subtitle": parse_text("subtitle", subtitle)}
 
 
-def parse_options(atlas, focus_layers=FOCUS_LAYERS, overlay=None, month=None, **strings) -> Options:
-    """Check and resolve the user's options (strings, None for the defaults) into one ``Options``. With an
-    events ``overlay``, the map shows one ``month`` of it (``events_month``), its units as of the day given
-    or the month's last day."""
+def parse_options(atlas, focus_layers=FOCUS_LAYERS, month: str = "", **strings) -> Options:
+    """Check and resolve the user's options (strings, None for the defaults) into one ``Options``; ``month``
+    (a month of the events, checked by the caller against them): an events map of that month."""
     plain = check_plain(**strings)
-    if overlay is None and month is not None:
-        raise ExportOptionError("month", month, "a month of the events: ask for the events too")
-    chosen = events_month(overlay, month, plain["date"]) if overlay is not None else ""
-    date = plain["date"] or (eventsymbols.month_days(chosen)[1] if chosen else latest_date(atlas))
+    date = plain["date"] or latest_date(atlas)
     if plain["bbox"] is not None:
         bounds, place = check_overlap(strings["bbox"], plain["bbox"], atlas.pakistan_bounds), "Selected area"
     elif plain["focus"] is not None:
@@ -269,11 +252,11 @@ def parse_options(atlas, focus_layers=FOCUS_LAYERS, overlay=None, month=None, **
         bounds, place = paper.padded(atlas.pakistan_bounds, 0.02), "Pakistan"
     layer_ids = plain["layers"]
     temporal = any(catalogue.layer(lid).temporal for lid in layer_ids)
-    title = f"Events per TTP claimed unit, {eventsymbols.month_title(chosen)}" if chosen else default_title(layer_ids)
+    title = f"Events per TTP claimed unit, {eventsymbols.month_title(month)}" if month else default_title(layer_ids)
     subtitle = default_subtitle(place, date, temporal)
     return Options(layer_ids, date, tuple(bounds), place, plain["size_mm"], plain["dpi"],
                    title if plain["title"] is None else plain["title"],
-                   subtitle if plain["subtitle"] is None else plain["subtitle"], chosen)
+                   subtitle if plain["subtitle"] is None else plain["subtitle"], month)
 
 
 def output_format(path: Path) -> str:

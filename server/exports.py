@@ -51,6 +51,29 @@ _RENDERS = threading.BoundedSemaphore(max(1, number_from_env(RENDERS_ENV, 1, "a 
 RENDER_WAIT_SECONDS = number_from_env(WAIT_ENV, 30, "a whole number of seconds")
 
 
+def event_strings(events: overlays.Overlay | None, strings: dict) -> dict:
+    """The option strings of a map with its ``month`` of the ``events`` checked: default the month of
+    ``datetime``, else their last; ``datetime`` defaults to the month's last day and must fall in it. A
+    month without events is refused."""
+    strings = dict(strings)
+    month = strings.pop("month", None) or None
+    if events is None:
+        if month is not None:
+            raise export.ExportOptionError("month", month, "a month of the events: ask for them too (events=1, "
+                                                           "--events FILE)")
+        return strings
+    day = export.parse_date(strings.get("datetime"), None)
+    try:
+        found = overlays.check_month(events, month or (day[:7] if day else None))
+    except ValueError as error:
+        raise export.ExportOptionError("month" if month or not day else "datetime", month or strings["datetime"],
+                                       str(error)) from None
+    if day and day[:7] != found:
+        raise export.ExportOptionError("datetime", strings["datetime"],
+                                       f"a day of the events month {found}, or none (its last day)")
+    return {**strings, "month": found, "datetime": strings.get("datetime") or overlays.month_days(found)[1]}
+
+
 def _render(atlas: store.Atlas, options: export.Options, fmt: str) -> bytes:
     """One map, drawn when a renderer is free within the wait (with the server's events of ``options.month``)."""
     if not _RENDERS.acquire(timeout=RENDER_WAIT_SECONDS):
@@ -75,7 +98,7 @@ def export_map(fmt: str):
     if FLAGS[wanted] and overlay() is None:
         raise bad_parameter("events", wanted, "no events are loaded on this server (ttp-atlas serve --events FILE)")
     try:
-        options = export.parse_options(atlas, overlay=overlay() if FLAGS[wanted] else None, **args)
+        options = export.parse_options(atlas, **event_strings(overlay() if FLAGS[wanted] else None, args))
     except export.ExportOptionError as error:
         raise bad_parameter(error.option, error.value, error.valid) from None
     body = _EXPORTS.get_or_make((atlas.build_id, options, fmt), lambda: _render(atlas, options, fmt))
@@ -112,7 +135,7 @@ def _parameters() -> list[dict]:
         oas.query("events", {"type": "string", "enum": list(FLAGS), "default": "0"},
                   "1 or true: draw the server's events (ttp-atlas serve --events FILE) as circles per claimed unit "
                   "for one month, with legend and credits; 400 when the server has none. " + eventsymbols.CAVEAT),
-        oas.query("month", {"type": "string", "pattern": eventsymbols.MONTH_PATTERN},
+        oas.query("month", {"type": "string", "pattern": overlays.MONTH_PATTERN},
                   "With events=1: the month shown (default: the month of datetime, else the events' last); the "
                   "units are those of datetime, default the month's last day.", example="2023-07")]
 
@@ -215,7 +238,7 @@ def cmd_export(args) -> None:
             raise UsageError(f"--out {str(args.out)!r} cannot be written: no folder we may write in")
         atlas = store.ensure_build(args.build, args.data)
         events, locator = load_events(atlas, args)
-        planned = [(export.parse_options(atlas, overlay=events, **options), path)
+        planned = [(export.parse_options(atlas, **event_strings(events, options)), path)
                    for options, path in jobs(atlas, args, series, pattern)]
     except export.ExportOptionError as error:
         raise UsageError(f"--{error}") from None

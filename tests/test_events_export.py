@@ -28,6 +28,10 @@ def over(colour: str, opacity: float, under: np.ndarray) -> np.ndarray:
     return rgb(colour) * opacity + under * (1 - opacity)
 
 
+def options_for(atlas, events, **strings) -> export.Options:
+    return export.parse_options(atlas, **exports.event_strings(events, strings))
+
+
 @pytest.fixture(scope="module")
 def event_file(tmp_path_factory):
     return eventfiles.write_acled(tmp_path_factory.mktemp("events") / "events-acled.csv")
@@ -42,7 +46,7 @@ def events(atlas, event_file):
 def drawn(atlas, events, tmp_path_factory):
     """The July map as a PDF, and that PDF rasterised by Poppler at the render's dpi."""
     folder = tmp_path_factory.mktemp("events-map")
-    options = export.parse_options(atlas, overlay=events, month=MONTH, dpi=str(DPI))
+    options = options_for(atlas, events, month=MONTH, dpi=str(DPI))
     with export.matplotlib.rc_context(export.RC):
         rendered = export.render(atlas, options, events)
         (folder / "map.pdf").write_bytes(export.to_bytes(rendered, "pdf", DPI))
@@ -53,20 +57,20 @@ def drawn(atlas, events, tmp_path_factory):
 
 
 def test_options_pick_the_month_and_its_units(atlas, events):
-    options = export.parse_options(atlas, overlay=events, month=MONTH)
+    options = options_for(atlas, events, month=MONTH)
     assert (options.month, options.date) == (MONTH, "2023-07-31")
     assert options.title == "Events per TTP claimed unit, July 2023"
-    assert export.parse_options(atlas, overlay=events).month == eventfiles.MONTHS[-1]  # default: the last month
-    assert export.parse_options(atlas, overlay=events, datetime="2023-07-15").month == MONTH
-    assert export.parse_options(atlas, datetime="2023-07-15").month == ""  # no events asked for
+    assert options_for(atlas, events).month == eventfiles.MONTHS[-1]  # default: the last month
+    assert options_for(atlas, events, datetime="2023-07-15").month == MONTH
+    assert options_for(atlas, None, datetime="2023-07-15").month == ""  # no events asked for
     for kwargs, option in (({"month": "2023-13"}, "month"), ({"month": "2022-07"}, "month"),
                            ({"month": "2023-07", "datetime": "2023-09-01"}, "datetime"),
                            ({"datetime": "2024-07-01"}, "datetime")):
         with pytest.raises(export.ExportOptionError) as error:
-            export.parse_options(atlas, overlay=events, **kwargs)
+            options_for(atlas, events, **kwargs)
         assert error.value.option == option
     with pytest.raises(export.ExportOptionError, match="month"):
-        export.parse_options(atlas, month=MONTH)
+        options_for(atlas, None, month=MONTH)
 
 
 def test_circles_have_the_months_counts_at_the_unit_anchors_in_the_style_colour(atlas, drawn):
