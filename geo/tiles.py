@@ -1,13 +1,15 @@
-"""Web-mercator tile math, clipping, MVT encoding and PNG rendering of styled polygons.
+"""Web-mercator tile math, clipping, MVT encoding and PNG rendering of styled polygons, lines and points.
 
 Generic: geometries come in as shapely arrays in lon/lat, styles as plain dicts
-(``stroke``, ``width``, ``fill``, ``fill_opacity``, ``dash``, ``hatch``, ``casing``). Heavy work is done once per
-layer (projection and a spatial index); a tile only queries, clips, rounds and encodes its share.
+(``stroke``, ``width``, ``fill``, ``fill_opacity``, ``dash``, ``hatch``, ``casing``); points as world fractions
+with a ``Mark`` (a marker and a text) for raster tiles. Heavy work is done once per layer (projection and a
+spatial index); a tile only queries, clips, rounds and encodes its share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import mercantile
 import numpy as np
@@ -160,6 +162,15 @@ def clip_lines(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tu
     return hits[keep], _grid(clipped[keep], z, x, y)
 
 
+def points_in(world: np.ndarray, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the points (world fractions: x east, y south, 0-1) inside a tile and their integer grid
+    coordinates there. No buffer, and a point on an edge belongs to the tile east or south of it: each point
+    is in exactly one tile per zoom, so a client draws a point's symbol once, not once per tile."""
+    grid = (np.asarray(world, dtype=float).reshape(-1, 2) * 2.0 ** z - (x, y)) * EXTENT
+    hits = np.flatnonzero(np.all((grid >= 0) & (grid < EXTENT), axis=1))
+    return hits, np.floor(grid[hits]).astype(np.int64)
+
+
 def _zigzag(values: np.ndarray) -> np.ndarray:
     return (values << 1) ^ (values >> 63)
 
@@ -188,27 +199,37 @@ def polygon_commands(geom: shapely.Geometry) -> list[int]:
     return commands
 
 
+def point_commands(geom: shapely.Geometry) -> list[int]:
+    """MVT geometry commands of a (multi)point on the integer grid: one MoveTo of every point."""
+    coords = shapely.get_coordinates(geom).astype(np.int64)
+    deltas = np.diff(np.vstack([np.zeros((1, 2), dtype=np.int64), coords]), axis=0)
+    return [(len(coords) << 3) | _MOVE_TO, *_zigzag(deltas).ravel().tolist()] if len(coords) else []
+
+
 class _Tile(VectorTile):
-    """mapbox-vector-tile's layer, key and value tables, with geometry encoded by ``polygon_commands``.
+    """mapbox-vector-tile's layer, key and value tables, with geometry encoded by ``polygon_commands``
+    (or ``point_commands``).
 
     The library's own encoder walks every vertex in Python (about a second for a busy tile); ours is
     vectorised and takes geometries already rounded, valid and oriented by ``clip``.
     """
 
     def add_feature(self, feature, shape):
-        geometry = polygon_commands(shape)
+        point = shapely.get_type_id(shape) in (0, 4)  # Point, MultiPoint
+        geometry = point_commands(shape) if point else polygon_commands(shape)
         if not geometry:
             return
         encoded = self.layer.features.add()
         if isinstance(feature.get("id"), int):
             encoded.id = feature["id"]
         self._handle_attr(self.layer, encoded, feature.get("properties") or {})
-        encoded.type = self.tile.Polygon
+        encoded.type = self.tile.Point if point else self.tile.Polygon
         encoded.geometry.extend(geometry)
 
 
 def encode(layers: list[tuple[str, np.ndarray, list[dict]]]) -> bytes:
-    """An MVT 2.1 tile from (layer name, tile-grid polygons from ``clip``, properties) triples.
+    """An MVT 2.1 tile from (layer name, tile-grid polygons from ``clip`` or points from ``points_in``,
+    properties) triples.
 
     Properties whose value is None or not a scalar are left out (MVT has no null or list values).
     """
@@ -267,8 +288,107 @@ def _hatch(canvas: skia.Canvas, path: skia.Path, style: dict, unit: float, origi
     canvas.restore()
 
 
+@dataclass(frozen=True)
+class Mark:
+    """A point's symbol on raster tiles: an optional marker centred on the point, and a haloed text whose
+    ``align`` side (left, center, right) and ``baseline`` edge (top, middle, bottom) lie ``dx``, ``dy`` CSS
+    px from the point. Sizes in CSS px."""
+
+    text: str
+    font: str  # a TrueType file
+    size: float
+    colour: str
+    halo: str
+    halo_width: float
+    dx: float = 0.0
+    dy: float = 0.0
+    align: str = "center"
+    baseline: str = "middle"
+    marker: str | None = None  # "dot", "ring" (a dot in a circle) or "star"
+    marker_size: float = 0.0
+    marker_fill: str = "#000000"
+    marker_stroke: str = "#ffffff"
+    marker_stroke_width: float = 0.0
+
+
+MARK_BUFFER = 2.0  # CSS px around a mark's box (antialiasing) when asking which tiles it reaches
+
+
+@lru_cache(maxsize=32)
+def _font(path: str, size: float) -> skia.Font:
+    font = skia.Font(skia.Typeface.MakeFromFile(path), size)
+    font.setEdging(skia.Font.Edging.kAntiAlias)
+    return font
+
+
+def _text_layout(mark: Mark, scale: float) -> tuple[float, float, float, float, float]:
+    """(x, baseline y, width, ascent, descent) of the mark's text in device px from the point."""
+    font = _font(mark.font, mark.size * scale)
+    width, metrics = font.measureText(mark.text), font.getMetrics()
+    ascent, descent = metrics.fAscent, metrics.fDescent  # ascent < 0: above the baseline
+    x = mark.dx * scale - {"left": 0.0, "center": width / 2, "right": width}[mark.align]
+    y = mark.dy * scale - {"top": ascent, "middle": (ascent + descent) / 2, "bottom": descent}[mark.baseline]
+    return x, y, width, ascent, descent
+
+
+def mark_box(mark: Mark) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) CSS px around the point that the mark covers: its text with the halo
+    (measured in its font) and its marker."""
+    x, y, width, ascent, descent = _text_layout(mark, 1)
+    halo, reach = mark.halo_width, mark.marker_size / 2 + mark.marker_stroke_width
+    return (min(x - halo, -reach), min(y + ascent - halo, -reach), max(x + width + halo, reach),
+            max(y + descent + halo, reach))
+
+
+def marks_in(world: np.ndarray, boxes: np.ndarray, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the points (world fractions) whose mark box (rows of ``mark_box``, grown by ``MARK_BUFFER``)
+    reaches into a tile, and their positions in the tile's CSS px. A mark crossing a tile edge is drawn in
+    every tile it reaches at the same world position, so neighbouring tiles stitch without a seam."""
+    px = np.asarray(world, dtype=float).reshape(-1, 2) * TILE_SIZE * 2.0 ** z - (x * TILE_SIZE, y * TILE_SIZE)
+    boxes = np.asarray(boxes, dtype=float).reshape(-1, 4) + (-MARK_BUFFER, -MARK_BUFFER, MARK_BUFFER, MARK_BUFFER)
+    reach = ((px[:, 0] + boxes[:, 0] < TILE_SIZE) & (px[:, 0] + boxes[:, 2] > 0)
+             & (px[:, 1] + boxes[:, 1] < TILE_SIZE) & (px[:, 1] + boxes[:, 3] > 0))
+    hits = np.flatnonzero(reach)
+    return hits, px[hits]
+
+
+def _marker(canvas: skia.Canvas, cx: float, cy: float, mark: Mark, scale: float) -> None:
+    half, width = mark.marker_size / 2 * scale, mark.marker_stroke_width * scale
+    fill = skia.Paint(AntiAlias=True, Color=_colour(mark.marker_fill))
+    stroke = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeWidth=width,
+                        StrokeJoin=skia.Paint.kRound_Join, Color=_colour(mark.marker_stroke))
+    if mark.marker == "star":  # five points: radius half, inner radius 0.45 half
+        angles = np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, half, half * 0.45)
+        shape = skia.Path()
+        shape.addPoly([skia.Point(float(cx + r * np.sin(a)), float(cy - r * np.cos(a)))
+                       for a, r in zip(angles, radii, strict=True)], True)
+    else:
+        shape = skia.Path.Circle(cx, cy, max(half - width / 2, 0.5))
+    canvas.drawPath(shape, fill)
+    if width:
+        canvas.drawPath(shape, stroke)
+    if mark.marker == "ring":  # the dot inside the circle, in the stroke's colour
+        canvas.drawCircle(cx, cy, mark.marker_size / 5 * scale, skia.Paint(AntiAlias=True,
+                                                                          Color=_colour(mark.marker_stroke)))
+
+
+def _draw_marks(canvas: skia.Canvas, marks, scale: float) -> None:
+    """Markers and haloed texts at (x, y) tile CSS px: every halo of a mark under its own text."""
+    for px, py, mark in marks:
+        cx, cy = float(px) * scale, float(py) * scale
+        if mark.marker:
+            _marker(canvas, cx, cy, mark, scale)
+        x, y, *_ = _text_layout(mark, scale)
+        font = _font(mark.font, mark.size * scale)
+        halo = skia.Paint(AntiAlias=True, Style=skia.Paint.kStroke_Style, StrokeWidth=2 * mark.halo_width * scale,
+                          StrokeJoin=skia.Paint.kRound_Join, Color=_colour(mark.halo))
+        canvas.drawString(mark.text, cx + x, cy + y, font, halo)
+        canvas.drawString(mark.text, cx + x, cy + y, font, skia.Paint(AntiAlias=True, Color=_colour(mark.colour)))
+
+
 def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None = None, scale: int = 1,
-           origin: tuple[float, float] = (0.0, 0.0)) -> bytes:
+           origin: tuple[float, float] = (0.0, 0.0), marks=()) -> bytes:
     """An antialiased PNG tile (Skia) of (tile-grid polygons from ``clip``, per-feature styles) layers.
 
     Fills and hatches of every layer are drawn first in layer order, then outlines in layer order, so
@@ -276,6 +396,7 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
     only where ``fill_opacity`` is above 0; lines are outlines only, over a ``casing`` (colour and
     ``casing_width``) when the style has one. Stroke widths, dashes and hatch spacing are in CSS pixels and
     grow with ``scale`` (2 for @2x tiles); ``origin`` is the tile's top-left in world CSS pixels.
+    ``marks``, (x, y, ``Mark``) at tile CSS px (``marks_in``), are drawn over everything, in order.
     """
     size = TILE_SIZE * scale
     surface = skia.Surface(size, size)
@@ -300,5 +421,8 @@ def render(layers: list[tuple[np.ndarray, list[dict]]], background: str | None =
             if style.get("dash"):
                 stroke.setPathEffect(skia.DashPathEffect.Make([d * unit for d in style["dash"]], 0))
             canvas.drawPath(path, stroke)
+    if marks:
+        canvas.resetMatrix()
+        _draw_marks(canvas, marks, scale)
     image = surface.makeImageSnapshot()
     return bytes(image.encodeToData(skia.EncodedImageFormat.kPNG, 100))

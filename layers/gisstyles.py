@@ -28,6 +28,20 @@ SLD_NS = {"": "http://www.opengis.net/sld", "se": "http://www.opengis.net/se", "
 # Media types as OGC API - Styles names the encodings (for links to the styles, and the responses)
 QML_MEDIA, SLD_MEDIA = "application/vnd.qgis.qml", "application/vnd.ogc.sld+xml;version=1.1"
 MAPLIBRE_MEDIA = "application/vnd.mapbox.style+json"
+# The point layers of the vector tiles (``layers.tiles`` cuts them): one label point per feature of LABELLED,
+# and the place names. Styles label the units from these points, so a client draws each name once.
+LABELS, PLACES = "labels", "places"
+POINT_LAYER_IDS = (LABELS, PLACES)
+LABELLED = "wilayahs"
+
+
+def place_text(look: style.PlaceStyle) -> dict[str, tuple[str, str, float, float]]:
+    """Per side of a place's marker (``layers.labels.PLACE_SIDES``), where its name goes, as the web map sets
+    it: (align, baseline, dx, dy px), the text's ``align`` side and ``baseline`` edge at (dx, dy) from the place."""
+    half, gap = look.size / 2, style.PLACE_GAP
+    return {"right": ("left", "middle", half + gap, 0.0), "above-right": ("left", "bottom", half + gap, -half),
+            "below-right": ("left", "top", half + gap, half), "left": ("right", "middle", -half - gap, 0.0),
+            "above": ("center", "bottom", 0.0, -half - gap), "below": ("center", "top", 0.0, half + gap)}
 
 
 def _ordered(layer_ids) -> list[str]:
@@ -97,7 +111,7 @@ def maplibre_filter(where) -> list | None:
 def _layer(layer_id: str, key: str, kind: str, where, paint: dict, tileset: str, layout: dict | None = None) -> dict:
     out = {"id": f"{layer_id}-{key}-{kind}", "type": "fill" if kind in ("fill", "hatch") else kind,
            "source": SOURCE, "source-layer": layer_id}
-    if tileset == "atlas" and catalogue.layer(layer_id).min_zoom:
+    if tileset == "atlas" and layer_id in catalogue.LAYER_IDS and catalogue.layer(layer_id).min_zoom:
         out["minzoom"] = catalogue.layer(layer_id).min_zoom
     if maplibre_filter(where):
         out["filter"] = maplibre_filter(where)
@@ -107,29 +121,75 @@ def _layer(layer_id: str, key: str, kind: str, where, paint: dict, tileset: str,
     return out
 
 
-def _label_layers(layer_id: str, font: style.Font, tileset: str) -> list[dict]:
-    """Point labels; extensions say "(possible extension)". Text-field tokens QGIS 3.22 reads too."""
-    paint = {"text-color": font.colour, "text-halo-color": font.halo, "text-halo-width": font.halo_width}
+def _text_paint(font: style.Font) -> dict:
+    return {"text-color": font.colour, "text-halo-color": font.halo, "text-halo-width": font.halo_width}
+
+
+def _label_layer(layer_id: str, font: style.Font, tileset: str, points: bool) -> dict:
+    """A layer's labels, the text of its font's field (text-field tokens QGIS 3.22 reads too). ``points``:
+    from the tiles' ``labels`` layer, one point per feature at its anchor, shown from the zoom where it is
+    clear of the labels before it (so always shown, in rank order); else over each polygon of each tile."""
     layout = {"text-field": f"{{{font.field}}}", "text-font": [font.fontstack], "text-size": font.size,
               "symbol-placement": "point", "text-max-width": 8}
-    parts = [("label", ())]
-    if layer_id == "wilayahs":
-        parts = [("label", (("part", ("core",)),)),
-                 ("extension-label", (("part", ("extension",)),))]
-    layers = []
-    for key, where in parts:
-        text = layout["text-field"] + (f" ({style.EXTENSION_LABEL})" if key == "extension-label" else "")
-        layer = _layer(layer_id, key.split("-")[0] if key == "label" else "extension", "symbol", where,
-                       paint, tileset, {**layout, "text-field": text})
-        layer["minzoom"] = max(layer.get("minzoom", 0), font.min_zoom)
-        layers.append(layer)
+    if points:
+        layout |= {"symbol-sort-key": ["get", "rank"], "text-allow-overlap": True}
+    layer = _layer(layer_id, "label", "symbol", (), _text_paint(font), tileset, layout)
+    if points:
+        layer["source-layer"] = LABELS
+    layer["minzoom"] = max(layer.get("minzoom", 0), font.min_zoom)
+    return layer
+
+
+def _by(field: str, values: dict, fallback):
+    """A data-driven value: ``values[feature[field]]``, else ``fallback``."""
+    cases = [item for key, value in values.items() for item in (key, value)]
+    return ["match", ["get", field], *cases, fallback]
+
+
+TEXT_ANCHORS = {("left", "middle"): "left", ("left", "bottom"): "bottom-left", ("left", "top"): "top-left",
+                ("right", "middle"): "right", ("center", "bottom"): "bottom", ("center", "top"): "top",
+                ("center", "middle"): "center"}
+
+
+def _place_layers(tileset: str, glyphs: bool) -> list[dict]:
+    """Places from the tiles' ``places`` layer: a circle per place (a dot in it for a ring marker), and with
+    glyphs its name on the side the tile says (``side``), offset from the marker as on the web map."""
+    looks = style.PLACE_STYLES
+
+    def layer(key: str, kind: str, where, paint: dict, layout: dict | None = None) -> dict:
+        out = _layer(PLACES, key, kind, where, paint, tileset, layout)
+        out["source-layer"] = PLACES
+        return out
+
+    layers = [layer("marker", "circle", (), {
+        "circle-radius": _by("kind", {k: _number(v.size / 2 - v.stroke_width) for k, v in looks.items()}, 2),
+        "circle-color": _by("kind", {k: v.fill for k, v in looks.items()}, style.INK),
+        "circle-stroke-color": _by("kind", {k: v.stroke for k, v in looks.items()}, style.HALO),
+        "circle-stroke-width": _by("kind", {k: _number(v.stroke_width) for k, v in looks.items()}, 1)})]
+    rings = tuple(k for k, v in looks.items() if v.marker == "ring")
+    if rings:
+        layers.append(layer("ring", "circle", (("kind", rings),), {
+            "circle-radius": _by("kind", {k: _number(looks[k].size / 5) for k in rings}, 1),
+            "circle-color": _by("kind", {k: looks[k].stroke for k in rings}, style.INK)}))
+    if not glyphs:
+        return layers
+    for kind, look in looks.items():
+        sides = place_text(look)
+        layers.append(layer(kind, "symbol", (("kind", (kind,)),), _text_paint(look.font), {
+            "text-field": "{name}", "text-font": [look.font.fontstack], "text-size": look.font.size,
+            "text-anchor": _by("side", {side: TEXT_ANCHORS[align, base] for side, (align, base, _, _) in sides.items()},
+                               "left"),
+            "text-offset": _by("side", {side: ["literal", [_number(dx / look.font.size), _number(dy / look.font.size)]]
+                                        for side, (_, _, dx, dy) in sides.items()}, ["literal", [0, 0]]),
+            "symbol-sort-key": ["get", "rank"], "text-allow-overlap": True}))
     return layers
 
 
 def maplibre_style(tileset: str, layer_ids, tilejson_url: str, sprite_url: str, glyphs_url: str | None,
                    name: str) -> dict:
-    """A MapLibre GL style (spec v8) for a vector tileset whose TileJSON is at ``tilejson_url``: every fill
-    in draw order, then hatches, then outlines, then labels (only with ``glyphs_url``). The atlas leaves out
+    """A MapLibre GL style (spec v8) for a vector tileset whose TileJSON is at ``tilejson_url``, of its MVT
+    layers ``layer_ids`` (``layers.tiles.tile_layers``): every fill in draw order, then hatches, then
+    outlines, then place markers, then labels and place names (only with ``glyphs_url``). The atlas leaves out
     ``style.HIDDEN_IN_ATLAS`` (QGIS 3.22 ignores ``visibility: none``)."""
     ordered = [lid for lid in _ordered(layer_ids) if tileset != "atlas" or lid not in style.HIDDEN_IN_ATLAS]
     layers = [{"id": "background", "type": "background", "paint": {"background-color": style.BACKGROUND}}] \
@@ -150,10 +210,15 @@ def maplibre_style(tileset: str, layer_ids, tilejson_url: str, sprite_url: str, 
             if symbol.dash:
                 paint["line-dasharray"] = [_number(d / symbol.width) for d in symbol.dash]
             layers.append(_layer(lid, cls.key, "line", cls.where, paint, tileset, {"line-join": "round"}))
+    if PLACES in layer_ids:
+        layers += [layer for layer in _place_layers(tileset, bool(glyphs_url)) if layer["type"] == "circle"]
     if glyphs_url:
         for lid in ordered:
             if style.LAYER_STYLES[lid].label:
-                layers += _label_layers(lid, style.LAYER_STYLES[lid].label, tileset)
+                points = lid == LABELLED and LABELS in layer_ids
+                layers.append(_label_layer(lid, style.LAYER_STYLES[lid].label, tileset, points))
+    if PLACES in layer_ids and glyphs_url:
+        layers += [layer for layer in _place_layers(tileset, True) if layer["type"] == "symbol"]
     document = {"version": 8, "name": name,
                 "metadata": {"ttp-atlas:palette": style.PALETTE, "ttp-atlas:caveat": catalogue.CAVEAT},
                 "sources": {SOURCE: {"type": "vector", "url": tilejson_url}},
@@ -246,18 +311,13 @@ def qgis_renderer(layer_id: str) -> ET.Element:
     return renderer
 
 
-def qgis_label_expression(layer_id: str, font: style.Font) -> str:
-    if layer_id == "wilayahs":
-        return (f"CASE WHEN \"part\" = 'extension' THEN \"{font.field}\" || ' ({style.EXTENSION_LABEL})' "
-                f"ELSE \"{font.field}\" END")
-    return f'"{font.field}"'
-
-
-def qgis_label_settings(layer_id: str, font: style.Font) -> ET.Element:
-    """QGIS label settings (a ``settings`` element): the label text, font, halo, placement over the polygon."""
+def qgis_label_settings(layer_id: str, font: style.Font, around: float | None = None) -> ET.Element:
+    """QGIS label settings (a ``settings`` element): the label text, font, halo, placement over the polygon
+    or point; ``around``: beside the point at that distance (px), where QGIS finds room. Labels of the tiles'
+    point layers are all shown (the tiles carry a point from the zoom where it is clear)."""
     settings = ET.Element("settings", calloutType="simple")
     text = ET.SubElement(settings, "text-style", {
-        "fieldName": qgis_label_expression(layer_id, font), "isExpression": "1", "fontFamily": font.family,
+        "fieldName": font.field, "isExpression": "0", "fontFamily": font.family,
         "namedStyle": " ".join(filter(None, ["Bold" if font.bold else "", "Oblique" if font.italic else ""])) or "Book",
         "fontWeight": "75" if font.bold else "50", "fontItalic": "1" if font.italic else "0",
         "fontSize": f"{font.size * PT_PER_PX:g}", "fontSizeUnit": "Point", "textColor": _qcolour(font.colour),
@@ -265,13 +325,30 @@ def qgis_label_settings(layer_id: str, font: style.Font) -> ET.Element:
     ET.SubElement(text, "text-buffer", {"bufferDraw": "1", "bufferSize": _mm(font.halo_width), "bufferSizeUnits": "MM",
                                         "bufferColor": _qcolour(font.halo), "bufferOpacity": "1", "bufferNoFill": "1",
                                         "bufferJoinStyle": "128"})
-    # over the polygon's centroid, kept inside it; units before civil names
-    ET.SubElement(settings, "placement", {"placement": "1", "centroidInside": "1", "centroidWhole": "0",
-                                          "fitInPolygonOnly": "0",
-                                          "priority": "8" if layer_id in style.CLAIMED_LAYERS else "3"})
-    ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "0",
+    # over the polygon's centroid (kept inside it) or the point, or around the point; units before civil names
+    points = layer_id in POINT_LAYER_IDS
+    ET.SubElement(settings, "placement", {"placement": "1" if around is None else "0", "centroidInside": "1",
+                                          "centroidWhole": "0", "fitInPolygonOnly": "0", "dist": _mm(around or 0),
+                                          "distUnits": "MM", "priority": "8" if layer_id in (
+                                              *style.CLAIMED_LAYERS, LABELS) else "3"})
+    ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "1" if points else "0",
                                           "labelPerPart": "0"})
     return settings
+
+
+def qgis_marker(look: style.PlaceStyle, name: str) -> ET.Element:
+    """A QGIS marker symbol of a kind of place: a star or a circle, and a ring's inner dot."""
+    element = ET.Element("symbol", {"type": "marker", "name": name, "alpha": "1", "clip_to_extent": "1",
+                                    "force_rhr": "0"})
+    _symbol_layer(element, "SimpleMarker", {
+        "name": "star" if look.marker == "star" else "circle", "color": _qcolour(look.fill),
+        "outline_color": _qcolour(look.stroke), "outline_style": "solid", "outline_width": _mm(look.stroke_width),
+        "outline_width_unit": "MM", "size": _mm(look.size), "size_unit": "MM"})
+    if look.marker == "ring":
+        _symbol_layer(element, "SimpleMarker", {
+            "name": "circle", "color": _qcolour(look.stroke), "outline_style": "no", "outline_color": "0,0,0,0",
+            "outline_width": "0", "outline_width_unit": "MM", "size": _mm(look.size * 2 / 5), "size_unit": "MM"})
+    return element
 
 
 def qgis_labeling(layer_id: str, font: style.Font) -> ET.Element:
@@ -282,12 +359,13 @@ def qgis_labeling(layer_id: str, font: style.Font) -> ET.Element:
 
 def qgis_vector_tile_style(tileset: str, layer_ids) -> list[ET.Element]:
     """The renderer and labels of a QGIS vector tile layer (what QGIS otherwise converts from the MapLibre
-    style on "load style"): per class, its filter and whole symbol, in draw order, from the layer's zoom."""
+    style on "load style") of the MVT layers ``layer_ids``: per class, its filter and whole symbol, in draw
+    order, from the layer's zoom; unit labels from the ``labels`` points and place markers and names."""
     drawn = [lid for lid in _ordered(layer_ids) if tileset != "atlas" or lid not in style.HIDDEN_IN_ATLAS]
 
-    def entry(parent, lid, name, where, min_zoom):
+    def entry(parent, lid, name, where, min_zoom, geometry="2"):
         return ET.SubElement(parent, "style", {
-            "name": name, "layer": lid, "geometry": "2", "expression": qgis_filter(where) if where else "",
+            "name": name, "layer": lid, "geometry": geometry, "expression": qgis_filter(where) if where else "",
             "enabled": "1", "min-zoom": str(min_zoom if tileset == "atlas" and min_zoom else -1), "max-zoom": "-1"})
 
     renderer = ET.Element("renderer", type="basic")
@@ -301,8 +379,16 @@ def qgis_vector_tile_style(tileset: str, layer_ids) -> list[ET.Element]:
                 qgis_symbol(cls.symbol, "0"))
         font = style.LAYER_STYLES[lid].label
         if font:
-            entry(labels, lid, f"{lid}: labels", (), max(min_zoom, font.min_zoom)).append(
-                qgis_label_settings(lid, font))
+            source = LABELS if lid == LABELLED and LABELS in layer_ids else lid
+            entry(labels, source, f"{lid}: labels", (), max(min_zoom, font.min_zoom),
+                  "0" if source == LABELS else "2").append(qgis_label_settings(source, font))
+    if PLACES in layer_ids:
+        for kind, look in style.PLACE_STYLES.items():
+            where = (("kind", (kind,)),)
+            ET.SubElement(entry(styles, PLACES, f"places: {look.title}", where, 0, "0"),
+                          "symbols").append(qgis_marker(look, "0"))
+            entry(labels, PLACES, f"places: {look.title}", where, 0, "0").append(
+                qgis_label_settings(PLACES, look.font, look.size / 2 + style.PLACE_GAP))
     return [renderer, labeling]
 
 

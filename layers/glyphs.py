@@ -69,10 +69,14 @@ def _zigzag(value: int) -> int:
 
 # --- drawing -----------------------------------------------------------------------------------
 
+def font_file(face: str) -> str:
+    """The TrueType file of a served face: raster tiles draw their labels with the same fonts."""
+    return os.path.join(matplotlib.get_data_path(), "fonts", "ttf", FACES[face])
+
+
 @lru_cache(maxsize=len(FACES))
 def _font(face: str) -> skia.Font:
-    path = os.path.join(matplotlib.get_data_path(), "fonts", "ttf", FACES[face])
-    return skia.Font(skia.Typeface.MakeFromFile(path), SIZE * SUPERSAMPLE)
+    return skia.Font(skia.Typeface.MakeFromFile(font_file(face)), SIZE * SUPERSAMPLE)
 
 
 def sdf(outline: skia.Path, width: int, height: int, dx: float, dy: float) -> bytes:

@@ -5,7 +5,7 @@
                                      as a GeoJSON overlay with a period switcher, in the server's style
     static/leaflet/, static/pmtiles/ the map's libraries (offline)
     tiles/atlas.pmtiles              MVT, every layer (the period of ``as_of``)
-    tiles/basemap.pmtiles            PNG, the civil layers only (the units come from the overlays)
+    tiles/basemap.pmtiles            PNG, the civil layers and place names (the units come from the overlays)
     periods/{from}.geojson           the map's units of each reported structure, simplified, styled
     styles/atlas.json                MapLibre style reading ``pmtiles://.../tiles/atlas.pmtiles``
     styles/{layer}.qml|.sld, styles/sprite[@2x].json|.png
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from geo import atomic
-from layers import catalogue, formats, gisstyles, style, webmap
+from layers import catalogue, formats, gisstyles, places, style, webmap
 from layers import tiles as layer_tiles
 
 PNG_MAXZOOM = 10  # basemap depth: z0-10 (Pakistan and 10° around) is 16k tiles, 2.7k distinct, 14 MiB, ~10 s
@@ -195,7 +195,8 @@ def write_map(atlas, root: Path, as_of: str, png_maxzoom: int) -> list[dict]:
         options="".join(f'<option value="{i}">{html.escape(p["label"])}</option>' for i, p in enumerate(periods)),
         periods=json.dumps(periods, ensure_ascii=False), bounds=json.dumps([[south, west], [north, east]]),
         outer=json.dumps([[outer_south, outer_west], [outer_north, outer_east]]), background=style.BACKGROUND,
-        attribution=json.dumps(html.escape("; ".join(atlas.attribution()))), current=current,
+        attribution=json.dumps(html.escape("; ".join([*atlas.attribution(), places.GEONAMES_CREDIT]))),
+        current=current,
         png_maxzoom=png_maxzoom, maxzoom=layer_tiles.MAX_ZOOM)
     (root / "index.html").write_text(page, encoding="utf-8")
     return periods
@@ -217,7 +218,7 @@ def write_styles(root: Path, base: str) -> None:
     # MapLibre resolves neither a relative archive nor a relative sprite: absolute with a base URL
     prefix = base or ".."
     _write_json(styles / "atlas.json", gisstyles.maplibre_style(
-        layer_tiles.ATLAS, catalogue.LAYER_IDS, f"pmtiles://{prefix}/tiles/atlas.pmtiles",
+        layer_tiles.ATLAS, layer_tiles.tile_layers(layer_tiles.ATLAS), f"pmtiles://{prefix}/tiles/atlas.pmtiles",
         f"{base}/styles/sprite" if base else "sprite", None, "TTP atlas"))
 
 

@@ -97,8 +97,7 @@ def _maplayer(parent: ET.Element, atlas, layer_id: str | None, base: str) -> tup
     _layer_metadata(element, atlas, layer_id)
     _text(element, "provider", provider, **({"encoding": "UTF-8"} if layer_id else {}))
     element.extend(gisstyles.qgis_style_elements(layer_id) if layer_id else
-                   gisstyles.qgis_vector_tile_style(layer_tiles.ATLAS, layer_tiles.layers_of(layer_tiles.ATLAS,
-                                                                                              layer_tiles.MAX_ZOOM)))
+                   gisstyles.qgis_vector_tile_style(layer_tiles.ATLAS, layer_tiles.tile_layers(layer_tiles.ATLAS)))
     return ident, name, source, provider
 
 

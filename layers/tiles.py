@@ -1,8 +1,13 @@
 """Tilesets of the atlas: each layer alone and the combined ``atlas``, as MVT and styled PNG tiles,
 their TileJSON, and the whole pyramid written to (and read back from) PMTiles or MBTiles archives.
 
-What a tile carries is decided here (layers per zoom, properties, the wilayah period); how a tile is
-cut, encoded and drawn is ``geo.tiles``. Knows nothing of HTTP.
+What a tile carries is decided here (layers per zoom, properties, the wilayah period, the label points);
+how a tile is cut, encoded and drawn is ``geo.tiles``. Knows nothing of HTTP.
+
+Labels are points, placed once for the web (``layers.labels.web_labels``: unit labels, then place names,
+collisions resolved per zoom): the ``labels`` and ``places`` MVT layers carry each point in the one tile
+that holds it, from the zoom it shows at, so a client draws every name once; PNG tiles draw each name in
+every tile its box reaches, at the same world position, so tiles stitch.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import multiprocessing
 import os
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import shapely
 from pmtiles.reader import MmapSource, Reader
 from pmtiles.tile import Compression, TileType, tileid_to_zxy, zxy_to_tileid
 from pmtiles.writer import Writer
@@ -25,7 +32,7 @@ from pmtiles.writer import Writer
 from geo import tiles as geotiles
 from geo.atomic import staged_file
 from geo.cache import ByteCache, budget_from_env
-from layers import catalogue, disputed, features, style
+from layers import catalogue, disputed, features, gisstyles, glyphs, labels, places, style
 
 MIN_ZOOM, MAX_ZOOM = 0, 14
 ATLAS = "atlas"
@@ -33,6 +40,14 @@ TILESETS: tuple[str, ...] = (ATLAS, *catalogue.LAYER_IDS)
 ARCHIVE_SUFFIXES = (".pmtiles", ".mbtiles")
 MVT_MIMETYPE = geotiles.MVT_MIMETYPE
 TILE_CACHE_ENV = "TTP_ATLAS_TILE_CACHE_MB"  # rendered tiles kept per process, by bytes (default 64 MiB)
+
+# Point layers of the tiles (not in the catalogue; named where the styles draw them): unit labels and place
+# names, in the tilesets that draw them
+LABELS, PLACES, LABELLED = gisstyles.LABELS, gisstyles.PLACES, gisstyles.LABELLED
+POINT_LAYER_IDS = gisstyles.POINT_LAYER_IDS
+POINT_LAYERS: dict[str, tuple[str, ...]] = {ATLAS: (LABELS, PLACES), LABELLED: (LABELS,)}
+# Collisions are resolved with the web map's unit label box: its font size plus 2 px
+UNIT_FONT_PX = round(style.LABEL_STYLES[LABELLED].size) + 2
 
 # The properties each layer's tiles carry: what a style or a popup needs, scalars only (MVT has
 # no lists); the full records are in the features API.
@@ -47,15 +62,29 @@ TILE_FIELDS: dict[str, dict[str, str]] = {
     "tribal-districts": {"id": "Feature id", "name": "District", "former_agency": "FATA agency until 2018",
                          "merged": "Date merged into Khyber Pakhtunkhwa", "province": "Province"},
     "wilayahs": {"id": "Feature id (unit-valid_from-part)", "unit": "Unit id", "name": "Claimed unit",
+                 "label": "The text maps show, e.g. 'Zhob (possible extension)'",
                  "zone": "north, south or absent (not reported)", "part": "core or extension",
                  "valid_from": "First day of the period (ISO date)",
-                 "valid_to": "Last day of the period (absent while current)", "status": "Always 'claimed'",
+                 "valid_to": "Last day of the period (absent while current)",
+                 "status": "Absent, or a phrase such as 'status unknown since 2025-12-25'",
                  "confidence": "high, medium or low", "basis": "How the districts were chosen",
                  "caveat": "Claimed units, not areas of control"},
     "zones": {"id": "Feature id", "name": "Zone", "zone": "north or south", "valid_from": "First day (ISO date)",
               "valid_to": "Last day (absent while current)", "status": "Always 'claimed'",
               "confidence": "Lowest confidence of its units", "caveat": "Claimed units, not areas of control"},
+    LABELS: {"feature_id": "Id of the wilayahs feature labelled", "label": "Label text", "unit": "Unit id",
+             "name": "Claimed unit", "part": "core or extension", "zone": "north, south or absent (not reported)",
+             "status": "Absent, or a phrase such as 'status unknown since 2025-12-25'",
+             "rank": "Placement priority, 0 first", "min_zoom": "Zoom from which the label is clear of those "
+                                                                 "ranked before it (tiles carry it from there)"},
+    PLACES: {"id": "geonames:<GeoNames id>", "name": "Place name (GeoNames)",
+             "kind": "national-capital, provincial-capital or city", "population": "GeoNames population",
+             "rank": "Placement priority among places, 0 first",
+             "side": "Where the name goes beside the marker: " + ", ".join(labels.PLACE_SIDES),
+             "min_zoom": "Zoom from which the name is clear of the labels ranked before it (tiles carry it "
+                         "from there)"},
 }
+POINT_TITLES = {LABELS: "Unit labels (one point per claimed unit feature)", PLACES: "Place names"}
 
 # PNG: the atlas tileset is a basemap drawn in the style's order (sea background, land, every fill, then
 # every outline, so unit outlines lie over civil borders); a single layer's PNG is a transparent overlay.
@@ -94,11 +123,66 @@ def layers_of(tileset: str, zoom: int) -> tuple[str, ...]:
     return tuple(lid for lid in catalogue.LAYER_IDS if zoom >= catalogue.layer(lid).min_zoom)
 
 
+def point_layers_of(tileset: str) -> tuple[str, ...]:
+    """The point layers (labels, place names) a tileset's tiles carry after its polygon layers."""
+    return POINT_LAYERS.get(tileset, ())
+
+
+def tile_layers(tileset: str) -> tuple[str, ...]:
+    """Every MVT layer of a tileset: its catalogue layers, then its point layers."""
+    return (*layers_of(tileset, MAX_ZOOM), *point_layers_of(tileset))
+
+
 def tile_properties(layer_id: str, properties: dict) -> dict:
     return {k: properties[k] for k in TILE_FIELDS[layer_id] if properties.get(k) is not None}
 
 
+@dataclass(frozen=True)
+class PointLayer:
+    """One point layer of a period: where each point is, from which zoom it shows, its tile properties
+    and how raster tiles draw it."""
+
+    world: np.ndarray  # (n, 2) world fractions (x east, y south)
+    min_zoom: np.ndarray  # (n,)
+    properties: list[dict]
+    marks: list[geotiles.Mark]
+    boxes: np.ndarray  # (n, 4) CSS px each mark covers around its point (geotiles.mark_box)
+    cells: tuple[dict, ...]  # per zoom, (x, y) of a tile -> indices of the points shown there (most tiles: none)
+
+    @classmethod
+    def of(cls, placed: list[tuple[labels.Label, int]], properties: list[dict], marks: list[geotiles.Mark]):
+        world = labels.world_pixels([label for label, _ in placed])
+        min_zoom = np.array([zoom for _, zoom in placed], dtype=int)
+        cells = []
+        for z in range(MAX_ZOOM + 1):
+            cell: dict[tuple[int, int], list[int]] = {}
+            for i in np.flatnonzero(min_zoom <= z):
+                cell.setdefault(tuple(np.floor(world[i] * 2 ** z).astype(int).tolist()), []).append(int(i))
+            cells.append({key: np.array(value) for key, value in cell.items()})
+        return cls(world, min_zoom, properties, marks,
+                   np.array([geotiles.mark_box(m) for m in marks], dtype=float).reshape(-1, 4), tuple(cells))
+
+    def shown(self, z: int) -> np.ndarray:
+        return np.flatnonzero(self.min_zoom <= z)
+
+
+def _unit_mark(label: labels.Label) -> geotiles.Mark:
+    font = style.LABEL_STYLES[LABELLED]
+    return geotiles.Mark(label.text, glyphs.font_file(font.fontstack), font.size, font.colour, font.halo,
+                         font.halo_width)
+
+
+def _place_mark(place: places.Place, side: str) -> geotiles.Mark:
+    look = style.PLACE_STYLES[place.kind]
+    align, baseline, dx, dy = gisstyles.place_text(look)[side]
+    font = look.font
+    return geotiles.Mark(place.name, glyphs.font_file(font.fontstack), font.size, font.colour, font.halo,
+                         font.halo_width, dx, dy, align, baseline, look.marker, look.size, look.fill, look.stroke,
+                         look.stroke_width)
+
+
 CONTEXT_MARGIN = 10.0  # degrees of neighbouring land around Pakistan in a countries tile archive
+WORLD = (-180.0, -90.0, 180.0, 90.0)
 
 
 def _clamp(bounds) -> tuple[float, float, float, float]:
@@ -142,7 +226,9 @@ class TileSource:
                             for lid in catalogue.LAYER_IDS}
         lines = [geom for _, geom in disputed.disputed_lines(atlas)]
         self._disputed = geotiles.index(np.array(lines, dtype=object)) if lines else None
+        self._unit_labels = self._every_unit_label()
         self.selection = lru_cache(maxsize=256)(self._select)
+        self.points = lru_cache(maxsize=64)(self._points)
         self._tiles = ByteCache(budget_from_env(TILE_CACHE_ENV, 64) if cache_bytes is None else cache_bytes)
 
     # --- selection -------------------------------------------------------------------------------
@@ -164,6 +250,83 @@ class TileSource:
         """Per temporal layer of the tileset, the indices of the features valid in ``period``."""
         temporal = [lid for lid in layers_of(tileset, MAX_ZOOM) if catalogue.layer(lid).temporal]
         return tuple((lid, tuple(self.atlas.valid_indices(lid, *period))) for lid in temporal)
+
+    # --- label points ----------------------------------------------------------------------------
+
+    def _every_unit_label(self) -> dict[str, tuple[tuple, labels.Label]]:
+        """Feature id -> (sort key, label) of every feature of the labelled layer, each labelled as on its
+        first day; the key is ``labels.unit_labels``' order (part, then larger first), valid across periods."""
+        geoms, found = self.atlas.geometries[LABELLED], {}
+        index = {f["id"]: i for i, f in enumerate(self.atlas.features(LABELLED))}
+        for day in sorted({f["properties"]["valid_from"] for f in self.atlas.features(LABELLED)}):
+            for label in labels.unit_labels(self.atlas, LABELLED, day):
+                area = float(shapely.area(labels.largest_polygon(geoms[index[label.feature_id]])))
+                found.setdefault(label.feature_id, ((label.priority, -area, index[label.feature_id]), label))
+        return found
+
+    def _points(self, selection: tuple) -> dict[str, PointLayer]:
+        """The ``labels`` and ``places`` layers of a period: the labels of the units ``selection`` keeps and
+        every place, placed together as on the web map (``labels.web_labels``); a label that never fits is
+        left out."""
+        features = self.atlas.features(LABELLED)
+        ids = [features[i]["id"] for i in dict(selection).get(LABELLED, ())]
+        units = [label for _, label in sorted(self._unit_labels[fid] for fid in ids if fid in self._unit_labels)]
+        shown = places.places_in(WORLD, MAX_ZOOM)
+        placed = labels.web_labels(units, shown, zooms=range(MIN_ZOOM, MAX_ZOOM + 1), unit_font_px=UNIT_FONT_PX,
+                                   unit_min_zoom=style.LABEL_STYLES[LABELLED].min_zoom)
+        by_id = {f["id"]: f["properties"] for f in features}
+        by_place = {p.id: p for p in shown}
+        unit_rows = [(label, zoom) for label, zoom, _ in placed if label.part != "place" and zoom != labels.NEVER]
+        place_rows = [(label, zoom, side) for label, zoom, side in placed
+                      if label.part == "place" and zoom != labels.NEVER]
+        unit_props = [tile_properties(LABELS, {**by_id[label.feature_id], "feature_id": label.feature_id,
+                                               "label": label.text, "rank": label.priority, "min_zoom": zoom})
+                      for label, zoom in unit_rows]
+        place_props = [tile_properties(PLACES, {
+            "id": label.feature_id, "name": label.text, "kind": by_place[label.feature_id].kind,
+            "population": by_place[label.feature_id].population, "rank": by_place[label.feature_id].priority,
+            "side": side, "min_zoom": zoom}) for label, zoom, side in place_rows]
+        return {LABELS: PointLayer.of(unit_rows, unit_props, [_unit_mark(label) for label, _ in unit_rows]),
+                PLACES: PointLayer.of([(label, zoom) for label, zoom, _ in place_rows], place_props,
+                                      [_place_mark(by_place[label.feature_id], side)
+                                       for label, _, side in place_rows])}
+
+    def points_reach(self, tileset: str, selection: tuple, z: int, x: int, y: int, maxzoom: int,
+                     fmt: str) -> bool:
+        """Whether a point of the tileset shows in the tile or below it down to ``maxzoom``: lies in it (MVT),
+        or its mark reaches into it (PNG; a mark is largest against the tiles at the first zoom it shows)."""
+        for name in point_layers_of(tileset):
+            layer = self.points(selection)[name]
+            shown = layer.shown(maxzoom)
+            if fmt == "mvt":
+                hits, _ = geotiles.points_in(layer.world[shown], z, x, y)
+            else:
+                shrink = 2.0 ** (z - np.maximum(layer.min_zoom[shown], z))
+                hits, _ = geotiles.marks_in(layer.world[shown], layer.boxes[shown] * shrink[:, None], z, x, y)
+            if hits.size:
+                return True
+        return False
+
+    def _point_layers(self, tileset, z, x, y, selection) -> list[tuple[str, np.ndarray, list[dict]]]:
+        """(layer, tile-grid points, properties) of the tileset's point layers in the tile."""
+        out = []
+        for name in point_layers_of(tileset):
+            layer = self.points(selection)[name]
+            near = layer.cells[z].get((x, y))
+            if near is not None:
+                hits, grid = geotiles.points_in(layer.world[near], z, x, y)
+                out.append((name, shapely.points(grid), [layer.properties[i] for i in near[hits]]))
+        return out
+
+    def _marks(self, tileset, z, x, y, selection) -> list[tuple[float, float, geotiles.Mark]]:
+        """(x, y tile px, mark) of every label and place name whose box reaches into the tile: units first."""
+        out = []
+        for name in point_layers_of(tileset):
+            layer = self.points(selection)[name]
+            shown = layer.shown(z)
+            hits, px = geotiles.marks_in(layer.world[shown], layer.boxes[shown], z, x, y)
+            out += [(float(px_x), float(px_y), layer.marks[i]) for (px_x, px_y), i in zip(px, shown[hits], strict=True)]
+        return out
 
     def check(self, tileset: str, z: int, x: int, y: int) -> None:
         """Refuse a tile outside the zoom range or the tile grid (TileOutside); inside, every tile is served
@@ -215,7 +378,7 @@ class TileSource:
     def _render_mvt(self, tileset, z, x, y, selection, windows=None) -> bytes:
         layers = [(lid, geoms, [self._properties[lid][i] for i in hits])
                   for lid, hits, geoms in self._cut(tileset, z, x, y, selection, windows)]
-        return geotiles.encode(layers)
+        return geotiles.encode(layers + self._point_layers(tileset, z, x, y, selection))
 
     def _render_png(self, tileset, z, x, y, selection, scale, windows=None) -> bytes:
         cut = {lid: (hits, geoms) for lid, hits, geoms in self._cut(tileset, z, x, y, selection, windows)}
@@ -228,7 +391,8 @@ class TileSource:
             after = order.index("provinces") + 1 if "provinces" in order else len(order)
             layers.insert(after, (lines, [disputed.disputed_style()] * len(hits)))
         return geotiles.render(layers, background=style.BACKGROUND if tileset == ATLAS else None, scale=scale,
-                               origin=(x * geotiles.TILE_SIZE, y * geotiles.TILE_SIZE))
+                               origin=(x * geotiles.TILE_SIZE, y * geotiles.TILE_SIZE),
+                               marks=self._marks(tileset, z, x, y, selection))
 
     # --- metadata --------------------------------------------------------------------------------
 
@@ -242,11 +406,13 @@ class TileSource:
         return {
             "tilejson": "3.0.0",
             "name": "TTP atlas" if tileset == ATLAS else catalogue.layer(tileset).title,
-            "description": ("Pakistan's civil geography and the TTP's claimed wilayahs, one MVT layer each. "
+            "description": ("Pakistan's civil geography and the TTP's claimed wilayahs, one MVT layer each, "
+                            "with a point per unit label and per place name. "
                             if tileset == ATLAS else catalogue.layer(tileset).description + " ")
                            + (catalogue.CAVEAT if claimed else ""),
             "version": "1.0.0",
-            "attribution": "; ".join(self.atlas.attribution(layer_ids)),
+            "attribution": "; ".join(self.atlas.attribution(layer_ids)
+                                     + ([places.GEONAMES_CREDIT] if PLACES in point_layers_of(tileset) else [])),
             "scheme": "xyz",
             "tiles": [tiles_url],
             "minzoom": minzoom,
@@ -255,7 +421,9 @@ class TileSource:
             "center": [round((pw + pe) / 2, 6), round((ps + pn) / 2, 6), 5],
             "vector_layers": [{"id": lid, "description": catalogue.layer(lid).title, "fields": TILE_FIELDS[lid],
                                "minzoom": max(minzoom, catalogue.layer(lid).min_zoom) if tileset == ATLAS else minzoom,
-                               "maxzoom": maxzoom} for lid in layer_ids],
+                               "maxzoom": maxzoom} for lid in layer_ids]
+                             + [{"id": name, "description": POINT_TITLES[name], "fields": TILE_FIELDS[name],
+                                 "minzoom": minzoom, "maxzoom": maxzoom} for name in point_layers_of(tileset)],
             "build_id": self.atlas.build_id,
         }
 
@@ -315,6 +483,8 @@ class _Cutter:
                     return None
                 touched = touched or contains.size > 0
         if self.disputed is not None and geotiles.cover(self.disputed, z, x, y)[0].size:
+            return None
+        if self.source.points_reach(self.tileset, self.selection, z, x, y, self.maxzoom, self.fmt):
             return None
         return "full" if touched else "empty"
 

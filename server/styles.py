@@ -54,7 +54,7 @@ def style_document(tileset: str, base: str, datetime: str | None) -> dict:
     """The MapLibre style of ``tileset`` served at ``base``, for the period ``datetime`` (None: today)."""
     query = f"?{urlencode({'datetime': datetime})}" if datetime is not None else ""
     title = "TTP atlas" if tileset == layer_tiles.ATLAS else catalogue.layer(tileset).title
-    return gisstyles.maplibre_style(tileset, layer_tiles.layers_of(tileset, layer_tiles.MAX_ZOOM),
+    return gisstyles.maplibre_style(tileset, layer_tiles.tile_layers(tileset),
                                     f"{base}/tiles/{tileset}.json{query}", f"{base}/styles/sprite", base + GLYPHS,
                                     title)
 

@@ -164,7 +164,7 @@ def tilejson_schema() -> dict:
     text, number = {"type": "string"}, {"type": "number"}
     zoom = {"type": "integer", "minimum": layer_tiles.MIN_ZOOM, "maximum": layer_tiles.MAX_ZOOM}
     layer = {"type": "object", "required": ["id", "fields"], "properties": {
-        "id": {"type": "string", "enum": list(catalogue.LAYER_IDS)}, "description": text,
+        "id": {"type": "string", "enum": [*catalogue.LAYER_IDS, *layer_tiles.POINT_LAYER_IDS]}, "description": text,
         "fields": {"type": "object", "additionalProperties": text}, "minzoom": zoom, "maxzoom": zoom}}
     return {"type": "object", "required": ["tilejson", "tiles", "vector_layers"], "properties": {
         "tilejson": {"type": "string", "enum": ["3.0.0"]}, "name": text, "description": text, "version": text,

@@ -1,6 +1,7 @@
 """PyQGIS checks run by tests/test_qgis.py with Debian's /usr/bin/python3 (QGIS 3.22, QT_QPA_PLATFORM=offscreen).
 
     qgis_check.py tiles BASE OUT.png [DATETIME]   vector tiles with their style.json, Pakistan rendered to PNG
+                                                  (with the count of each label text drawn)
     qgis_check.py qml BASE BUILD_DIR LAYER...     each layer's GeoJSON with the served QML, and SLD, applied
     qgis_check.py gpkg FILE.gpkg LAYER...         layers of a GeoPackage, styled from its layer_styles
     qgis_check.py project FILE.qgs OUT.png DAY TILES.png   the project's layers, time and metadata;
@@ -55,8 +56,9 @@ def temporal_info(layer) -> dict:
             "end": props.endField()}
 
 
-def render(layers, out: str, day: str = "") -> None:
-    """Pakistan in web Mercator, 500 px wide; at ``day`` (ISO date) for temporal layers if given."""
+def render(layers, out: str, day: str = "") -> dict:
+    """Pakistan in web Mercator, 500 px wide; at ``day`` (ISO date) for temporal layers if given. Returns
+    how many times each label text was drawn."""
     settings = QgsMapSettings()
     settings.setLayers(layers)
     if day:
@@ -71,6 +73,10 @@ def render(layers, out: str, day: str = "") -> None:
     job.start()
     job.waitForFinished()
     job.renderedImage().save(out, "PNG")
+    drawn = {}
+    for position in job.takeLabelingResults().allLabels():
+        drawn[position.labelText] = drawn.get(position.labelText, 0) + 1
+    return drawn
 
 
 def check_tiles(base: str, out: str, datetime: str = "") -> dict:
@@ -79,10 +85,11 @@ def check_tiles(base: str, out: str, datetime: str = "") -> dict:
            f"&url={quote(f'{base}/tiles/atlas/{{z}}/{{x}}/{{y}}.mvt{query}', safe=':/')}&zmin=0&zmax=14")
     layer = QgsVectorTileLayer(uri, "atlas")
     error, ok = layer.loadDefaultStyle()
-    render([layer], out)
+    drawn = render([layer], out)
     styles = layer.renderer().styles() if layer.renderer() else []
     return {"valid": layer.isValid(), "style_loaded": ok, "error": error, "renderer": layer.renderer().type(),
-            "styles": len(styles), "layers": sorted({s.layerName() for s in styles})}
+            "styles": len(styles), "layers": sorted({s.layerName() for s in styles}), "labels_drawn": drawn,
+            "label_layers": sorted({s.layerName() for s in layer.labeling().styles()}) if layer.labeling() else []}
 
 
 def check_qml(base: str, build: str, *layer_ids: str) -> dict:
@@ -120,7 +127,8 @@ def check_project(path: str, out: str, day: str, tiles_out: str) -> dict:
     project = QgsProject.instance()
     ok = project.read(path)
     render([node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()], out, day)
-    render([layer for layer in project.mapLayers().values() if isinstance(layer, QgsVectorTileLayer)], tiles_out)
+    drawn = render([layer for layer in project.mapLayers().values() if isinstance(layer, QgsVectorTileLayer)],
+                   tiles_out)
     layers = {}
     for layer in project.mapLayers().values():
         node = project.layerTreeRoot().findLayer(layer.id())
@@ -137,7 +145,7 @@ def check_project(path: str, out: str, day: str, tiles_out: str) -> dict:
     time = project.timeSettings().temporalRange()
     return {"read": ok, "layers": layers, "crs": project.crs().authid(),
             "time": [time.begin().toString("yyyy-MM-dd"), time.end().toString("yyyy-MM-dd")],
-            "abstract": project.metadata().abstract(), "title": project.metadata().title()}
+            "abstract": project.metadata().abstract(), "title": project.metadata().title(), "tile_labels": drawn}
 
 
 def main() -> None:

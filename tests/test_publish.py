@@ -172,6 +172,7 @@ def test_web_map_draws_tiles_and_units_at_two_dates(site, atlas, artifacts):
     codes = statuses(log)[before:]
     assert all(code in (200, 206, 304) for code, _ in codes), [c for c in codes if c[0] >= 400]
     assert (206, "/tiles/basemap.pmtiles") in codes  # tiles came by range requests
+    assert "GeoNames" in (root / "index.html").read_text()  # the basemap names places: credited
 
 
 def test_publish_refuses_bad_values_and_leaves_nothing(atlas, tmp_path):

@@ -3,6 +3,7 @@ QGIS project from the real server: tests/qgis_check.py runs in /usr/bin/python3 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -57,8 +58,20 @@ def test_vector_tiles_render_with_their_maplibre_style(server, artifacts):
     png = artifacts / "qgis-vector-tiles-2023-07-01.png"
     result = qgis("tiles", server, png, "2023-07-01")
     assert result["valid"] and result["style_loaded"], result
-    assert result["layers"] == sorted({"background", *catalogue.LAYER_IDS} - set(style.HIDDEN_IN_ATLAS))
+    assert result["layers"] == sorted({"background", *catalogue.LAYER_IDS, "places"} - set(style.HIDDEN_IN_ATLAS))
+    assert result["label_layers"] == ["labels", "places", "provinces"]  # unit names from the label points
+    assert_names_drawn_once(server, result["labels_drawn"], "2023-07-01")
     assert_zone_colours(png)
+
+
+def assert_names_drawn_once(server: str, drawn: dict, day: str) -> None:
+    """Each unit's name is drawn once over Pakistan (a label point per unit, not a label per tile of its
+    polygon), and several units are named."""
+    names = {f["properties"]["label"] for f in requests.get(
+        f"{server}/collections/wilayahs/items?datetime={day}", timeout=60).json()["features"]}
+    units = {text: count for text, count in drawn.items() if text in names}
+    assert len(units) >= 4 and set(units.values()) == {1}, drawn
+    assert set(drawn.values()) == {1}, drawn  # place names too
 
 
 def test_every_qml_and_sld_applies_in_qgis(server, built):
@@ -120,8 +133,9 @@ def test_qgis_project_loads_every_layer(server, tmp_path, artifacts):
     tiles = [info for info in result["layers"].values() if info["provider"] == "vectortile"]
     assert len(tiles) == 1 and tiles[0]["valid"] and not tiles[0]["visible"]
     assert tiles[0]["styles"]["wilayahs: North zone"] == "#%02x0072b2" % round(255 * style.ZONE_FILL_OPACITY)
-    assert tiles[0]["labels"] == len(style.LABEL_STYLES)
+    assert tiles[0]["labels"] == len(style.LABEL_STYLES) + len(style.PLACE_STYLES)
     assert_zone_colours(tiles_png)  # the tile layer is styled in the project itself (today's units)
+    assert_names_drawn_once(server, result["tile_labels"], dt.date.today().isoformat())
     assert result["time"][0] == wilayahs.load()["periods"][0]["from"]
     assert catalogue.CAVEAT in result["abstract"] and "CC BY-IGO 3.0" in result["abstract"]
     assert_zone_colours(png)

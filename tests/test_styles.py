@@ -127,8 +127,10 @@ def test_maplibre_style_validates_and_points_at_the_service(server, tileset, tmp
     assert source == f"{server}/tiles/{tileset}.json?datetime=2023-07-01"
     assert get(source).json()["tiles"] == [f"{server}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt?datetime=2023-07-01"]
     drawn = {layer["source-layer"] for layer in document["layers"] if "source-layer" in layer}
-    assert drawn == set(layer_tiles.layers_of(tileset, layer_tiles.MAX_ZOOM)) - (
+    assert drawn == set(layer_tiles.tile_layers(tileset)) - (
         set(style.HIDDEN_IN_ATLAS) if tileset == layer_tiles.ATLAS else set())
+    tilejson = {layer["id"] for layer in get(source).json()["vector_layers"]}
+    assert drawn <= tilejson  # every source layer drawn is in the tiles
 
 
 def test_maplibre_style_draws_the_model(server):
@@ -145,6 +147,23 @@ def test_maplibre_style_draws_the_model(server):
     order = list(layers)
     assert order.index("wilayahs-north-core-fill") < order.index("provinces-provinces-line") \
         < order.index("wilayahs-north-core-line")  # unit outlines over civil borders
+    # unit names come from the tiles' label points and their label field, once per unit
+    units = layers["wilayahs-label-symbol"]
+    assert (units["source-layer"], units["layout"]["text-field"]) == ("labels", "{label}")
+    assert style.EXTENSION_LABEL not in json.dumps(layers)  # the text is the data's, not the style's
+    assert [lid for lid in layers if layers[lid].get("source-layer") == "wilayahs" and layers[lid]["type"] == "symbol"] == []
+    assert order.index("wilayahs-north-core-line") < order.index("places-marker-circle") < order.index(
+        "wilayahs-label-symbol") < order.index("places-city-symbol")
+    city = layers["places-city-symbol"]
+    look = style.PLACE_STYLES["city"]
+    assert city["filter"] == ["all", ["==", "kind", "city"]] and city["layout"]["text-size"] == look.font.size
+    anchors = dict(zip(city["layout"]["text-anchor"][2:-1:2], city["layout"]["text-anchor"][3:-1:2]))
+    offsets = dict(zip(city["layout"]["text-offset"][2:-1:2], city["layout"]["text-offset"][3:-1:2]))
+    assert anchors["right"] == "left" and anchors["above"] == "bottom"  # the name beside its marker
+    gap = (look.size / 2 + style.PLACE_GAP) / look.font.size  # ems from the place to the text
+    assert offsets["right"] == ["literal", [pytest.approx(gap, abs=1e-3), 0]]
+    assert layers["places-marker-circle"]["paint"]["circle-radius"][2:4] == [
+        "national-capital", style.PLACE_STYLES["national-capital"].size / 2 - style.PLACE_STYLES["national-capital"].stroke_width]
 
 
 @pytest.mark.parametrize("name, ratio", [("sprite", 1), ("sprite@2x", 2)])
@@ -176,6 +195,12 @@ def test_qml_and_sld_of_every_layer(server):
         assert sld.headers["Content-Type"].startswith(gisstyles.SLD_MEDIA)
         rules = ET.fromstring(sld.content).findall(".//{http://www.opengis.net/se}Rule")
         assert len(rules) == len(classes) + bool(style.LAYER_STYLES[layer_id].label)
+    wilayahs = ET.fromstring(get(f"{server}/styles/wilayahs.qml").content)
+    text = wilayahs.find("labeling/settings/text-style")  # the unit label is the data's label field
+    assert (text.get("fieldName"), text.get("isExpression")) == ("label", "0")
+    names = ET.fromstring(get(f"{server}/styles/wilayahs.sld").content).findall(
+        ".//{http://www.opengis.net/se}TextSymbolizer/{http://www.opengis.net/se}Label/{http://www.opengis.net/ogc}PropertyName")
+    assert [name.text for name in names] == ["label"]
     temporal = ET.fromstring(get(f"{server}/styles/wilayahs.qml").content).find("temporal")
     assert (temporal.get("mode"), temporal.get("startField"), temporal.get("endField")) == ("2", "valid_from", "valid_to")
 
@@ -286,7 +311,8 @@ def pbf_fields(data: bytes) -> list[tuple[int, int | bytes]]:
 def test_label_glyphs_are_sdf_pbf_ranges(server):
     document = get(f"{server}/tiles/atlas/style.json").json()
     fonts = {font for layer in document["layers"] for font in layer.get("layout", {}).get("text-font", [])}
-    assert fonts == {f.fontstack for f in style.LABEL_STYLES.values()}
+    assert fonts == {f.fontstack for f in style.LABEL_STYLES.values()} | {
+        look.font.fontstack for look in style.PLACE_STYLES.values()}
     for font in fonts:
         url = document["glyphs"].replace("{fontstack}", font).replace("{range}", "0-255")
         response = get(url)
@@ -303,3 +329,17 @@ def test_label_glyphs_are_sdf_pbf_ranges(server):
     assert get(document["glyphs"].replace("{fontstack}", "DejaVu Sans Bold").replace("{range}", "1024-1279")).content
     for bad in ("Comic Sans/0-255", "DejaVu Sans Bold/0-254", "DejaVu Sans Bold/65536-65791"):
         assert get(f"{server}/styles/glyphs/{bad}.pbf", 404).json()["status"] == 404
+
+
+def test_place_names_go_on_every_side_the_label_model_offers():
+    """The styles and the raster tiles place a name on each side ``layers.labels`` may choose, beside the
+    marker: never over it."""
+    from layers import labels
+
+    for look in style.PLACE_STYLES.values():
+        sides = gisstyles.place_text(look)
+        assert set(sides) == set(labels.PLACE_SIDES)
+        for align, baseline, dx, dy in sides.values():
+            clear_x = {"left": dx >= look.size / 2, "right": dx <= -look.size / 2, "center": dx == 0}[align]
+            clear_y = {"top": dy >= look.size / 2, "bottom": dy <= -look.size / 2, "middle": dy == 0}[baseline]
+            assert clear_x or clear_y, (align, baseline, dx, dy)

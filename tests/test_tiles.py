@@ -18,6 +18,7 @@ from pmtiles.reader import MmapSource, Reader
 from pmtiles.tile import TileType
 
 from layers import catalogue, style
+from layers import tiles as layer_tiles
 from tests.conftest import start_server, stop_server
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -110,7 +111,7 @@ def test_tilejson_document(server):
     assert doc["tilejson"] == "3.0.0"
     assert doc["tiles"] == [f"{server}/tiles/atlas/{{z}}/{{x}}/{{y}}.mvt?datetime=2023-07-01"]
     assert (doc["minzoom"], doc["maxzoom"]) == (0, 14) and len(doc["bounds"]) == 4 and len(doc["center"]) == 3
-    assert [layer["id"] for layer in doc["vector_layers"]] == list(catalogue.LAYER_IDS)
+    assert [layer["id"] for layer in doc["vector_layers"]] == list(layer_tiles.tile_layers("atlas"))
     assert "OCHA" in doc["attribution"] and catalogue.CAVEAT in doc["description"]
     single = requests.get(f"{server}/tiles/districts.json", timeout=30).json()
     assert [layer["id"] for layer in single["vector_layers"]] == ["districts"]
@@ -144,7 +145,7 @@ def test_pmtiles_readable_by_pmtiles_library(archives):
         tile = mercantile.tile(71.55, 34.0, 5)
         data = gzip.decompress(reader.get(5, tile.x, tile.y))
     assert (header["min_zoom"], header["max_zoom"]) == (0, 5)
-    assert [v["id"] for v in meta["vector_layers"]] == list(catalogue.LAYER_IDS)
+    assert [v["id"] for v in meta["vector_layers"]] == list(layer_tiles.tile_layers("atlas"))
     wilayahs = mapbox_vector_tile.decode(data)["wilayahs"]["features"]
     assert "Peshawar" in {f["properties"]["name"] for f in wilayahs}
 
@@ -159,6 +160,24 @@ def test_archives_readable_by_gdal(archives, name):
     assert {"Peshawar", "Bannu", "Zhob"} <= set(frame["name"])
     assert set(frame["zone"].dropna()) <= {"north", "south"}
     assert frame.geometry.is_valid.all()
+    # the label points: each unit once (not once per tile), each place at its place
+    labels = pyogrio.read_dataframe(path, layer="labels")
+    assert set(labels.geom_type) == {"Point"} and labels["feature_id"].is_unique and len(labels) >= 5
+    assert {"Zhob", "Punjab North"} <= set(labels["label"])
+    places = pyogrio.read_dataframe(path, layer="places").to_crs("EPSG:4326").set_index("name")  # GDAL: mercator
+    lahore = places.loc["Lahore"]
+    assert lahore["kind"] == "provincial-capital"
+    assert abs(lahore.geometry.x - 74.34) < 0.05 and abs(lahore.geometry.y - 31.55) < 0.05, lahore.geometry
+
+
+def test_served_tiles_name_islamabad_from_zoom_6(server):
+    """Over HTTP: the z6 atlas tile holding Islamabad carries its place point, the z5 tile does not."""
+    for zoom, expected in ((5, False), (6, True)):
+        tile = mercantile.tile(73.05, 33.7, zoom)
+        decoded = mapbox_vector_tile.decode(requests.get(url_of(server, "atlas", tile), params={
+            "datetime": "2023-07-01"}, timeout=30).content)
+        names = {f["properties"]["name"] for f in decoded.get("places", {"features": []})["features"]}
+        assert ("Islamabad" in names) == expected, (zoom, names)
 
 
 def test_cli_writes_a_png_archive(built, data_root, tmp_path):

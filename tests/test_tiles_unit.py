@@ -16,7 +16,8 @@ from PIL import Image
 from pmtiles.reader import MmapSource, Reader
 
 from geo import tiles as geotiles
-from layers import catalogue, disputed, style
+from layers import catalogue, disputed, places, style
+from layers import labels as labels_model
 from layers.features import QueryError
 from layers import tiles as layer_tiles
 from layers.wilayahs import valid_during
@@ -66,7 +67,7 @@ def peshawar_unit(atlas) -> dict:
 def test_atlas_tile_layers_follow_min_zoom(source):
     tile, _ = at(*PESHAWAR, 7)
     assert set(decode(source.mvt("atlas", 7, tile.x, tile.y))) == {
-        "countries", "provinces", "divisions", "districts", "tribal-districts", "wilayahs", "zones"}
+        "countries", "provinces", "divisions", "districts", "tribal-districts", "wilayahs", "zones", "labels", "places"}
     tile8, _ = at(*PESHAWAR, 8)
     assert "tehsils" in decode(source.mvt("atlas", 8, tile8.x, tile8.y))
 
@@ -76,8 +77,8 @@ def test_wilayah_properties_in_tile(source, atlas):
     layer = decode(source.mvt("wilayahs", 6, tile.x, tile.y, ("2023-07-01", "2023-07-01")))["wilayahs"]
     by_id = {f["properties"]["id"]: f["properties"] for f in layer["features"]}
     unit = peshawar_unit(atlas)
-    assert by_id[unit["id"]] == {"id": unit["id"], "unit": "peshawar", "name": "Peshawar", "zone": "north",
-                                  "part": "core", "valid_from": unit["valid_from"], "status": "claimed",
+    assert by_id[unit["id"]] == {"id": unit["id"], "unit": "peshawar", "name": "Peshawar", "label": "Peshawar",
+                                  "zone": "north", "part": "core", "valid_from": unit["valid_from"], "status": "claimed",
                                   "confidence": unit["confidence"], "basis": unit["basis"],
                                   "caveat": catalogue.CAVEAT}
     assert layer["extent"] == geotiles.EXTENT
@@ -147,6 +148,103 @@ def test_polygon_commands_round_trip():
     assert shapely.geometry.shape(feature["geometry"]).equals(square)
 
 
+# --- label points ----------------------------------------------------------------------------
+
+JULY = ("2023-07-01", "2023-07-01")
+
+
+def place(name: str) -> places.Place:
+    return next(p for p in places.places() if p.name == name)
+
+
+def lonlat(z: int, x: int, y: int, grid) -> tuple[float, float]:
+    """A tile-grid point (y down) in lon/lat."""
+    west, south, east, north = geotiles.tile_bounds(z, x, y)
+    point = mercantile.lnglat(west + grid[0] / geotiles.EXTENT * (east - west),
+                              north - grid[1] / geotiles.EXTENT * (north - south))
+    return point.lng, point.lat
+
+
+def points_of(source, layer: str, z: int, x: int, y: int, period=JULY) -> list[dict]:
+    return decode(source.mvt("atlas", z, x, y, period)).get(layer, {"features": []})["features"]
+
+
+@pytest.mark.parametrize("name, by_zoom", [("Islamabad", 6), ("Peshawar", 8)])
+def test_a_place_is_one_point_in_one_tile_from_its_zoom(source, name, by_zoom):
+    """Each place is a point of the ``places`` layer in the one tile holding it (not its neighbours, whose
+    buffers reach it), at every zoom from the one where its name is clear of the unit labels."""
+    where, found = place(name), {}
+    for z in range(3, 12):
+        tile = mercantile.tile(where.lon, where.lat, z)
+        seen = [(dx, dy, f) for dx in (-1, 0, 1) for dy in (-1, 0, 1)
+                for f in points_of(source, "places", z, tile.x + dx, tile.y + dy) if f["properties"]["name"] == name]
+        assert len(seen) <= 1 and all((dx, dy) == (0, 0) for dx, dy, _ in seen), (z, seen)
+        if seen:
+            feature = seen[0][2]
+            lon, lat = lonlat(z, tile.x, tile.y, feature["geometry"]["coordinates"])
+            unit = 360 / 2 ** z / geotiles.EXTENT  # one grid unit in degrees of longitude
+            assert abs(lon - where.lon) <= 2 * unit and abs(lat - where.lat) <= 2 * unit, (z, lon, lat)
+            found[z] = feature["properties"]
+    first = min(found)
+    assert sorted(found) == list(range(first, 12)) and first <= by_zoom, sorted(found)
+    assert {p["min_zoom"] for p in found.values()} == {first}
+    assert found[first]["kind"] == where.kind and found[first]["rank"] == where.priority
+    assert found[first]["id"] == where.id and found[first]["side"] in ("right", "above-right", "below-right",
+                                                                        "left", "above", "below")
+
+
+def test_each_unit_is_labelled_once_inside_it_across_a_z6_tile_set(source, atlas):
+    """Over every z6 tile of Pakistan, each unit label point appears once, inside its own unit, with the
+    unit's label text, part and zone: a client draws each name once, not once per tile."""
+    features = {f["id"]: (f["properties"], g) for f, g in zip(atlas.features("wilayahs"),
+                                                             atlas.geometries["wilayahs"], strict=True)}
+    counts: dict[str, int] = {}
+    for z, x, y in geotiles.tiles_over(atlas.pakistan_bounds, 6):
+        for feature in points_of(source, "labels", z, x, y):
+            props = feature["properties"]
+            counts[props["feature_id"]] = counts.get(props["feature_id"], 0) + 1
+            unit, geom = features[props["feature_id"]]
+            point = shapely.Point(lonlat(z, x, y, feature["geometry"]["coordinates"]))
+            assert geom.contains(point), props
+            assert (props["label"], props["part"], props.get("zone")) == (unit["label"], unit["part"], unit.get("zone"))
+            assert props["min_zoom"] <= 6
+    valid = {f["id"] for f in atlas.features("wilayahs", *JULY)}
+    assert set(counts) <= valid and set(counts.values()) == {1}, counts
+    assert len(counts) >= 10, counts  # all but the units that wait for room (Mardan by Peshawar, ...)
+    assert "zhob-2023-06-14-extension" in counts
+
+
+def test_every_unit_is_labelled_by_zoom_9_and_the_continuation_says_its_status(source, atlas):
+    day = ("2026-01-01", "2026-01-01")
+    wanted = {label.feature_id: label for label in labels_model.unit_labels(atlas, "wilayahs", day[0])}
+    seen = {}
+    for fid, label in wanted.items():
+        tile = mercantile.tile(label.lon, label.lat, 9)
+        seen |= {f["properties"]["feature_id"]: f["properties"] for f in points_of(source, "labels", 9, tile.x, tile.y, day)}
+    assert set(wanted) <= set(seen)
+    continuation = [p for p in seen.values() if p.get("status") not in (None, "claimed")]
+    assert [p["label"] for p in continuation] == ["Gilgit-Baltistan (status unknown since 2025-12-25)"]
+    assert continuation[0]["part"] == "extension"
+
+
+def test_pyramid_keeps_every_point(source, tmp_path):
+    """Where the pyramid shares a tile down a subtree, no label or place inside it is lost: each point is in
+    the archive's tile at every zoom from its own."""
+    path = tmp_path / "atlas.pmtiles"
+    layer_tiles.write_archive(source, path, "atlas", 0, 8, JULY)
+    archive, selection = layer_tiles.Archive(path), source.selection("atlas", JULY)
+    checked = 0
+    for name, key in (("labels", "feature_id"), ("places", "id")):
+        layer = source.points(selection)[name]
+        for i in layer.shown(8):
+            for z in range(int(layer.min_zoom[i]), 9):
+                x, y = (np.floor(layer.world[i] * 2 ** z)).astype(int)
+                stored = decode(archive.get(z, x, y)).get(name, {"features": []})["features"]
+                assert layer.properties[i][key] in {f["properties"][key] for f in stored}, (name, z, layer.properties[i])
+                checked += 1
+    assert checked > 100
+
+
 # --- PNG -------------------------------------------------------------------------------------
 
 def test_png_over_peshawar_shows_its_zone_colour(source, atlas):
@@ -174,6 +272,62 @@ def test_png_at_2x_is_512_pixels(source):
     tile, _ = at(*PESHAWAR, 6)
     with Image.open(io.BytesIO(source.png("atlas", 6, tile.x, tile.y, scale=2))) as image:
         assert image.size == (512, 512)
+
+
+def rgba_of(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGBA")).astype(int)
+
+
+def inked(pixels: np.ndarray, colour: str, tolerance: int = 60) -> np.ndarray:
+    """Which pixels are (nearly) a text colour: the glyphs' cores, not their halo or the map under them."""
+    return np.abs(pixels[..., :3] - np.array(style.hex_to_rgb(colour))).max(axis=-1) <= tolerance
+
+
+def test_png_names_islamabad_beside_its_star(source):
+    """From the zoom the tiles carry it, Islamabad's star is at the city and its name in ink on the side
+    the label model chose."""
+    where, look = place("Islamabad"), style.PLACE_STYLES["national-capital"]
+    deep = mercantile.tile(where.lon, where.lat, 8)
+    z = next(f["properties"]["min_zoom"] for f in points_of(source, "places", 8, deep.x, deep.y)
+             if f["properties"]["name"] == "Islamabad")
+    tile, (px, py) = at(where.lon, where.lat, z)
+    (feature,) = [f for f in points_of(source, "places", z, tile.x, tile.y) if f["properties"]["name"] == "Islamabad"]
+    assert feature["properties"]["side"] == "right"
+
+    # the tile and its east neighbour, where the name runs on
+    rgba = np.hstack([rgba_of(source.png("atlas", z, tile.x + dx, tile.y, JULY)) for dx in (0, 1)])
+    start = round(px + look.size / 2 + style.PLACE_GAP)
+    name = inked(rgba[py - 6:py + 7, start:start + round(0.6 * look.font.size * len("Islamabad"))], look.font.colour)
+    assert name.sum() >= 60, name.sum()  # letters: ink over many rows and columns, not a border line
+    assert name.any(axis=1).sum() >= 7 and name.any(axis=0).sum() >= 30, name.astype(int)
+    assert inked(rgba[py - 1:py + 2, px - 1:px + 2], look.fill, 30).any()  # the star
+
+
+def test_a_label_cut_by_a_tile_edge_continues_in_the_next_tile(source):
+    """A unit label whose box crosses a vertical tile edge is drawn in both tiles at the same world position:
+    its letters reach the left tile's last columns and go on in the right tile's first ones."""
+    selection = source.selection("atlas", JULY)
+    layer = source.points(selection)["labels"]
+    font = style.LABEL_STYLES["wilayahs"]
+    for z in (6, 7, 8):
+        for i in layer.shown(z):
+            anchor = layer.world[i] * geotiles.TILE_SIZE * 2 ** z
+            left, top, right, bottom = layer.boxes[i] + np.tile(anchor, 2)
+            edge = (np.floor(left / geotiles.TILE_SIZE) + 1) * geotiles.TILE_SIZE
+            if left + 15 < edge < right - 15:  # at least two letters on each side
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.fail("no unit label crosses a tile edge at z6-8")
+    x, y = int(edge // geotiles.TILE_SIZE) - 1, int(anchor[1] // geotiles.TILE_SIZE)
+    rows = slice(max(int(top - y * geotiles.TILE_SIZE), 0), min(int(bottom - y * geotiles.TILE_SIZE) + 1, 256))
+    west = inked(rgba_of(source.png("atlas", z, x, y, JULY))[rows, -6:], font.colour)
+    east = inked(rgba_of(source.png("atlas", z, x + 1, y, JULY))[rows, :6], font.colour)
+    assert west.sum() >= 4 and east.sum() >= 4, (z, layer.properties[i]["label"], west.sum(), east.sum())
+    assert np.flatnonzero(west.any(axis=1)).min() <= np.flatnonzero(east.any(axis=1)).max()  # the same line
 
 
 def window(png: bytes, xy: tuple[int, int], radius: int) -> np.ndarray:
@@ -307,7 +461,10 @@ def test_tilejson(source, atlas):
     assert source.tilejson("wilayahs", "")["bounds"] == atlas.manifest["layers"]["wilayahs"]["bbox"]
     assert 69 < doc["center"][0] < 70 and 30 < doc["center"][1] < 31  # Pakistan
     layers = {v["id"]: v for v in doc["vector_layers"]}
-    assert list(layers) == list(catalogue.LAYER_IDS)
+    assert list(layers) == [*catalogue.LAYER_IDS, "labels", "places"]
+    assert {"label", "feature_id", "part", "zone", "min_zoom"} <= set(layers["labels"]["fields"])
+    assert places.GEONAMES_CREDIT in doc["attribution"]
+    assert [v["id"] for v in source.tilejson("wilayahs", "")["vector_layers"]] == ["wilayahs", "labels"]
     assert layers["tehsils"]["minzoom"] == 8 and "zone" in layers["wilayahs"]["fields"]
     assert catalogue.CAVEAT in doc["description"]
     assert all(line in doc["attribution"] for line in atlas.attribution())
@@ -330,7 +487,7 @@ def test_archive_round_trip(source, atlas, tmp_path, suffix):
         with open(path, "rb") as handle:
             reader = Reader(MmapSource(handle))
             assert reader.header()["max_zoom"] == 4
-            assert [v["id"] for v in reader.metadata()["vector_layers"]] == list(catalogue.LAYER_IDS)
+            assert [v["id"] for v in reader.metadata()["vector_layers"]] == list(layer_tiles.tile_layers("atlas"))
     else:
         with sqlite3.connect(path) as db:
             meta = dict(db.execute("SELECT name, value FROM metadata"))
@@ -406,5 +563,9 @@ def test_png_archive(source, atlas, tmp_path):
     assert pixel(archive.get(5, sea.x, sea.y), sea_xy)[:3] == style.hex_to_rgb(style.BACKGROUND)
     every = sum(len(geotiles.tiles_over(source.pyramid_bounds["atlas"], z)) for z in range(6))
     assert info["format"] == "png" and info["tiles"] == every  # the atlas draws the sea: no tile is empty
+    for layer in source.points(source.selection("atlas", layer_tiles.parse_datetime("2023-07-01"))).values():
+        for i in layer.shown(5):  # a tile holding a label's anchor is cut with its label, not shared
+            x, y = (np.floor(layer.world[i] * 2 ** 5)).astype(int)
+            assert archive.get(5, x, y) == source.png("atlas", 5, x, y, layer_tiles.parse_datetime("2023-07-01"))
     with pytest.raises(layer_tiles.TileError, match="format 'jpeg'"):
         layer_tiles.write_archive(source, tmp_path / "x.pmtiles", "atlas", 0, 1, None, "jpeg")
