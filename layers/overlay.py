@@ -178,13 +178,15 @@ class OverlayFeatures(LayerFeatures):
         return np.flatnonzero(dated).tolist()
 
     def check_filters(self, filters: dict[str, str]) -> None:
-        month = filters.get(MONTH)
+        month, day = filters.get(MONTH), filters.get("date")
         if month is not None:
             try:
                 check_month(self, month or "-")  # given empty: no month
             except ValueError as error:
                 raise QueryError(MONTH, month, str(error)) from None
-        super().check_filters({k: v for k, v in filters.items() if k != MONTH})
+        if day is not None and not re.fullmatch(DATE_PATTERN, day, re.ASCII):
+            raise QueryError("date", day, "a day YYYY-MM-DD (datetime takes intervals)")
+        super().check_filters({k: v for k, v in filters.items() if k not in (MONTH, "date")})
 
 
 def overlay_features(atlas: store.Atlas, overlay: Overlay) -> dict[str, OverlayFeatures]:

@@ -178,6 +178,8 @@ def test_month_paging_bbox_and_items(events_server):
         assert problem["parameter"] == "month" and f"'{bad}'" in problem["detail"]
         assert "from 2023-05 to 2023-07" in problem["detail"]
     events_url = f"{events_server}/collections/events/items"
+    assert [f["id"] for f in get(events_url, date="2023-07-15").json()["features"]] == ["line-4"]
+    assert get(events_url, 400, date="15 July 2023").json()["parameter"] == "date"
     first = get(events_url, limit="3").json()
     assert first["numberReturned"] == 3 and first["numberMatched"] == 7
     following = next(link["href"] for link in first["links"] if link["rel"] == "next")
