@@ -29,7 +29,7 @@ from jinja2 import Template
 
 from geo.geojson import geometry_dict
 from geo.simplify import degrees_per_pixel
-from layers import catalogue, disputed, features, labels, places, style, tiles, wilayahs
+from layers import catalogue, disputed, eventsymbols, features, labels, places, style, tiles, wilayahs
 
 # Registry packages whose files the map may use, by the name used in asset paths.
 VENDOR = {"leaflet": xstatic.pkg.leaflet}
@@ -49,7 +49,6 @@ MAX_IDS = 500  # features a preview map may be asked to show by id
 DISPUTED_HOSTS = frozenset({"countries", "provinces"})  # layers whose borders the disputed lines mark
 DISPUTED_KEY = "Disputed boundary: status not agreed (see the note)"
 PLACES_TITLE = "Place names"
-UNKNOWN = "Status unknown since"  # how the wilayah file's notes start for a continuation (layers/wilayahs.yaml)
 # Context drawn from the service's own raster tiles (one transparent PNG tileset each) on served pages.
 BASEMAP_LAYERS = ("countries", "provinces", "districts")
 BASEMAP_NAME = "Atlas basemap"
@@ -72,11 +71,12 @@ class View:
     date_links: bool = True  # off in a saved file, which has no server to switch dates
     tiles_base: str = ""  # URL prefix of the service's raster tiles; "" (a saved file): a plain background
     ids: tuple[str, ...] = ()  # a preview of these features of a one-layer map, whatever their dates
+    month: str = ""  # "YYYY-MM": an events map of that month (``as_of`` its last day), with a month control
 
     @property
     def dated(self) -> bool:
         """Whether the map shows layers that change with the date (then it has the date bar)."""
-        return not self.ids and any(catalogue.layer(lid).temporal for lid in self.layer_ids)
+        return not self.ids and (bool(self.month) or any(catalogue.layer(lid).temporal for lid in self.layer_ids))
 
     @property
     def claimed(self) -> bool:
@@ -169,12 +169,12 @@ def _source_item(source: dict) -> str:
 
 def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
     """What a caption needs about a claimed feature: name, zone, period, confidence, members; the notes
-    and sources folded (``<details>``) so that the caption stays short. A continuation (a remainder that
-    a later report leaves unnamed) says first that its status is unknown, and since when."""
+    and sources folded (``<details>``) so that the caption stays short. A unit whose ``status`` is not
+    simply claimed (a continuation that a later report leaves unnamed: "unknown since ...") says it first."""
     esc = html.escape
     confidence = props.get("confidence") or "medium"
-    notes = props.get("notes") or ""
-    rows = [("Status", notes.split(". ")[0].removeprefix("Status ") + ".")] if notes.startswith(UNKNOWN) else []
+    status = props.get("status")
+    rows = [("Status", status)] if status not in (None, wilayahs.CLAIMED) else []
     rows += [("Zone", style.ZONE_LABELS.get(props.get("zone"), style.ZONE_LABELS[None])),
             ("Period", _period(props)),
             ("Confidence", f"{confidence}: {wilayah_file()['confidence_rules'][confidence]}")]
@@ -189,7 +189,8 @@ def popup_html(layer_id: str, props: dict, names: dict[str, str]) -> str:
         rows.append(("Units", ", ".join(names.get(w, w) for w in props["wilayahs"])))
         extra = ""
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-    return (f'<div class="atlas-popup"><h3>{esc(style.label_text(props))}</h3><table>{table}</table>{extra}'
+    heading = props.get("label") or style.label_text(props)  # zones have no label property
+    return (f'<div class="atlas-popup"><h3>{esc(heading)}</h3><table>{table}</table>{extra}'
             f'<p class="caveat">{esc(props.get("caveat") or catalogue.CAVEAT)}</p></div>')
 
 
@@ -219,7 +220,7 @@ def layer_features(atlas, layer_id: str, indices: list[int]) -> list[dict]:
     found = []
     for i in indices:
         props = everything[i]["properties"]
-        slim = {"tip": html.escape(style.label_text(props))}
+        slim = {"tip": html.escape(props.get("label") or style.label_text(props))}
         if entry.claimed:
             slim |= {"zone": props.get("zone"), "confidence": props.get("confidence"), "part": props.get("part"),
                      "popup": popup_html(layer_id, props, names)}
@@ -374,6 +375,12 @@ def _swatch(path: dict) -> str:
     or a place's marker."""
     if "marker" in path:
         return place_marker(path["marker"])
+    if "radius" in path:
+        side = math.ceil(2 * (path["radius"] + path["weight"]))
+        return (f'<svg class="atlas-circle-key" width="{side}" height="{side}" aria-hidden="true"><circle '
+                f'cx="{side / 2:g}" cy="{side / 2:g}" r="{path["radius"]:.2f}" fill="{path["fillColor"]}" '
+                f'fill-opacity="{path["fillOpacity"]:g}" stroke="{path["color"]}" stroke-width="{path["weight"]:g}"/>'
+                f'</svg>')
     dash = f' stroke-dasharray="{path["dashArray"]}"' if path.get("dashArray") else ""
     if path.get("fill") is False:
         casing = disputed_paths()[0] if path.get("className") == "atlas-disputed" else None
@@ -413,9 +420,65 @@ def legend_html(view: View, entries: list[tuple[str, str, int, list[tuple[dict, 
             f'{"".join(f"<p class=note>{esc(note)}</p>" for note in notes)}</details>')
 
 
+# --- events: circles per claimed unit and month, and the month control ----------------------------
+
+def event_path(radius: float) -> dict:
+    """Leaflet options of an event circle (``layers.eventsymbols``): the map's and the legend's."""
+    return {"radius": round(radius, 2), "color": eventsymbols.STROKE, "weight": eventsymbols.STROKE_WIDTH,
+            "fillColor": eventsymbols.FILL, "fillOpacity": eventsymbols.FILL_OPACITY, "opacity": 1.0,
+            "className": "atlas-event"}
+
+
+def event_rows(symbols: list[eventsymbols.EventSymbol], month: str, source: str) -> list[list]:
+    """[lat, lon, radius, tooltip, popup] of each circle, for the page's script."""
+    esc, when = html.escape, eventsymbols.month_title(month)
+    rows = []
+    for s in symbols:
+        table = "".join(f"<tr><th>{k}</th><td>{esc(str(v))}</td></tr>" for k, v in
+                        (("Month", when), ("Events", s.events), ("Fatalities", s.fatalities), ("Events file", source)))
+        popup = (f'<div class="atlas-popup"><h3>{esc(s.text)}</h3><table>{table}</table>'
+                 f'<p class="caveat">{esc(eventsymbols.CAVEAT)}</p></div>')
+        tip = esc(f"{s.text}: {s.events} events, {s.fatalities} fatalities ({when})")
+        rows.append([round(s.lat, 5), round(s.lon, 5), round(s.radius_px, 2), tip, popup])
+    return rows
+
+
+def event_keys(overlay) -> list[tuple[dict, str]]:
+    """The legend's circles: the largest count of any month and round fractions of it."""
+    largest = eventsymbols.largest_count(overlay)
+    return [(event_path(eventsymbols.radius_px(n, largest)), f"{n} event{'s' if n != 1 else ''}")
+            for n in eventsymbols.legend_counts(largest)]
+
+
+def events_html(view: View, overlay) -> str:
+    """The month's totals, the counts caveat and, on served pages, the month control: previous and next
+    links, a slider over every month of the events, and the month written out."""
+    esc, months = html.escape, overlay.months
+    placed, in_units, fatalities = eventsymbols.month_totals(overlay, view.month)
+    out = (f'<p class="atlas-events">{placed} events placed ({in_units} in a claimed unit), {fatalities} '
+           f'fatalities; units as of {view.as_of}; events: {esc(overlay.source)}</p>'
+           f'<p class="atlas-caveat">{esc(eventsymbols.CAVEAT.split(": ")[0])}.</p>')
+    if not view.date_links or view.embed:
+        return out
+    i = months.index(view.month)
+
+    def step(k: int, text: str, rel: str) -> str:
+        if 0 <= k < len(months):
+            title = esc(eventsymbols.month_title(months[k]))
+            return f'<a href="?month={months[k]}" rel="{rel}" title="{title}">{text}</a>'
+        return f'<span class="atlas-step-off" aria-hidden="true">{text}</span>'
+    return out + (f'<nav class="atlas-months" aria-label="Month">{step(i - 1, "&#8249; Previous", "prev")}'
+                  f'<input type="range" id="atlas-month" min="0" max="{len(months) - 1}" value="{i}" '
+                  f'aria-label="Month" aria-valuetext="{esc(eventsymbols.month_title(view.month))}">'
+                  f'<output for="atlas-month">{esc(eventsymbols.month_title(view.month))}</output>'
+                  f'{step(i + 1, "Next &#8250;", "next")}</nav>')
+
+
 # --- the header: title, date, period, caveat, date links -----------------------------------------
 
 def page_title(view: View) -> str:
+    if view.month:
+        return "Events per TTP claimed unit (not areas of control)"
     if view.layer_ids == catalogue.LAYER_IDS:
         return "TTP claimed units (not areas of control)"
     return ", ".join(catalogue.layer(lid).title for lid in view.layer_ids)
@@ -462,9 +525,10 @@ def date_nav_html(view: View) -> str:
             f'<button type="submit">Show</button></form></nav>')
 
 
-def header_html(view: View, when: str, units: int) -> str:
+def header_html(view: View, when: str, units: int, events: str = "") -> str:
     """Above the map, never over it: the title, the date (or a preview's dates), for claimed layers the
-    period and the caveat line, and on served pages of dated layers the date links."""
+    period and the caveat line, and on served pages of dated layers the date links; an events map has its
+    ``events`` lines (totals, caveat, month control) instead of the date links."""
     esc = html.escape
     date = f' <span class="atlas-asof">{when}</span>' if when else ""
     parts = [f'<h1>{esc(page_title(view))}{date}</h1>']
@@ -472,13 +536,18 @@ def header_html(view: View, when: str, units: int) -> str:
         parts.append(period_html(view, units))
     if view.claimed:
         parts.append(f'<p class="atlas-caveat">{esc(caveat_line())}</p>')
-    if view.dated and view.date_links and not view.embed:
+    if events:
+        parts.append(events)
+    elif view.dated and view.date_links and not view.embed:
         parts.append(date_nav_html(view))
     return f'<header class="atlas-header{" embed" if view.embed else ""}">{"".join(parts)}</header>'
 
 
 def when_html(atlas, view: View, shown: dict[str, list[int]]) -> str:
-    """"as of <date>" for dated views, the span of a preview's features, nothing for undated layers."""
+    """"as of <date>" for dated views (an events map: its month), the span of a preview's features, nothing
+    for undated layers."""
+    if view.month:
+        return f'<time datetime="{view.month}">{eventsymbols.month_title(view.month)}</time>'
     if view.dated:
         return f'as of <time datetime="{view.as_of}">{view.as_of}</time>'
     props = [atlas.collections[lid]["features"][i]["properties"] for lid, idx in shown.items() for i in idx]
@@ -534,6 +603,11 @@ html, body { display: flex; flex-direction: column; }
 .atlas-dates a[aria-current] { font-weight: bold; color: #000; background: #ffe9a8; padding: 0 4px;
   border-radius: 3px; }
 .atlas-dates form { display: inline; margin: 0; }
+.atlas-events { font-weight: bold; }
+.atlas-months { display: flex; gap: 4px 10px; align-items: center; flex-wrap: wrap; }
+.atlas-months input { flex: 1 1 120px; max-width: 420px; margin: 0; }
+.atlas-months output { font-weight: bold; min-width: 8.5em; }
+.atlas-months .atlas-step-off { color: #999; }
 .atlas-header.embed { padding: 3px 8px; font-size: 11px; }
 .atlas-header.embed h1 { font-size: 13px; }
 .atlas-header.embed .atlas-asof { font-size: 12px; }
@@ -546,7 +620,7 @@ html, body { display: flex; flex-direction: column; }
 .atlas-legend .legend-layer { display: block; font-weight: bold; margin-top: 3px; }
 .atlas-legend.compact { font-size: 10px; max-width: 200px; }
 .atlas-legend .note { font-size: 10px; color: #555; margin: 4px 0 0; }
-.atlas-legend.compact svg { width: 20px; height: 12px; }
+.atlas-legend.compact svg:not(.atlas-circle-key) { width: 20px; height: 12px; }
 @media (max-width: {{ wide - 1 }}px) {
   .folium-map .leaflet-control-attribution { font-size: 9px; line-height: 1.25; max-width: calc(100% - 120px); }
   .atlas-header { padding: 4px 8px; font-size: 12px; }
@@ -601,6 +675,29 @@ class MapScript(MacroElement):
                 html: "<span>" + opts.markers[p[4]] + "<b>" + p[0] + "</b></span>", iconSize: [0, 0]})
             }).addTo(groups.places);
         });
+        // Event circles (largest first, so smaller ones stay on top), each with its tooltip and popup.
+        opts.events.forEach(function(e) {
+            L.circleMarker([e[0], e[1]], Object.assign({}, opts.event_path, {radius: e[2]}))
+                .bindTooltip(e[3], {sticky: true})
+                .bindPopup(e[4], {maxWidth: Math.min(320, window.innerWidth - 80),
+                                  autoPanPaddingTopLeft: L.point(12, 64), autoPanPaddingBottomRight: L.point(12, 24)})
+                .addTo(groups.events);
+        });
+        // The month control: the slider writes the month out as it moves, and shows the month let go on.
+        var slider = document.getElementById("atlas-month");
+        if (slider) {
+            var output = document.querySelector("output[for=atlas-month]");
+            var titles = opts.months.map(function(m) { return m[1]; });
+            slider.addEventListener("input", function() {
+                output.textContent = titles[slider.value];
+                slider.setAttribute("aria-valuetext", titles[slider.value]);
+            });
+            slider.addEventListener("change", function() {
+                var query = new URLSearchParams(location.search);
+                query.set("month", opts.months[slider.value][0]);
+                location.search = query.toString();
+            });
+        }
         var legend = L.control({position: "bottomleft"});
         var box;
         legend.onAdd = function() {
@@ -800,8 +897,9 @@ def add_layer(fmap: folium.Map, lid: str, features: list[dict], min_zoom: float,
     return group
 
 
-def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
-    """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None."""
+def build_map(atlas, view: View, asset_base: str | None, overlay=None) -> folium.Map:
+    """The folium map of a view; assets linked under ``asset_base`` (a URL prefix), or inlined when None.
+    An events view (``view.month``) draws the ``overlay``'s circles of that month over every layer."""
     check_view(atlas, view)
     shown, tiled = layers_drawn(view)
     fmap = folium.Map(location=None, tiles=None, control_scale=True, min_zoom=MIN_ZOOM, max_zoom=MAX_ZOOM,
@@ -832,6 +930,13 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
     if named:  # over every layer, in no layer of the control: names are context for all of them
         groups["places"] = folium.FeatureGroup(name=PLACES_TITLE, control=False).add_to(fmap)
         entries += place_entries(named)
+    event_data, event_credits, events_lines = [], [], ""
+    if view.month:
+        groups["events"] = folium.FeatureGroup(name=f"Events ({html.escape(overlay.source)})").add_to(fmap)
+        entries.insert(0, ("events", "Events per claimed unit, per month", MIN_ZOOM, event_keys(overlay)))
+        event_data = event_rows(eventsymbols.symbols(atlas, overlay, view.month), view.month, overlay.source)
+        event_credits = [html.escape(line) for line in overlay.credits]
+        events_lines = events_html(view, overlay)
     kinds = {p.id: p.kind for p in named}
     label_rows, place_rows = [], []
     for label, zoom, side in view_labels(units, named):
@@ -852,13 +957,16 @@ def build_map(atlas, view: View, asset_base: str | None) -> folium.Map:
                                              line_em=labels.LINE_HEIGHT_EM)),
                           name="atlas_css")
     root.html.add_child(Element(hatch_patterns(looks)), name="hatch_patterns")
-    root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), unit_count(atlas, view.as_of))),
-                        name="header")
+    root.html.add_child(Element(header_html(view, when_html(atlas, view, indices), unit_count(atlas, view.as_of),
+                                            events_lines)), name="header")
     drawn = tuple(lid for lid in style.DRAW_ORDER if lid in shown or lid in tiled)
     credits = [places.GEONAMES_CREDIT] if named else []
+    notes = ((eventsymbols.CAVEAT,) if view.month else ()) + ((disputed.NOTE,) if lines else ()) + tuple(credits)
     MapScript(groups, control, {
-        "attribution": atlas.attribution(drawn) + credits,
-        "legend": legend_html(view, entries, ((disputed.NOTE,) if lines else ()) + tuple(credits)),
+        "attribution": atlas.attribution(drawn) + credits + event_credits,
+        "legend": legend_html(view, entries, notes + tuple(event_credits)),
+        "events": event_data, "event_path": event_path(0),
+        "months": [[m, eventsymbols.month_title(m)] for m in overlay.months] if view.month else [],
         "labels": label_rows, "labelled": "wilayahs", "places": place_rows,
         "markers": {kind: place_marker(kind) for kind in style.PLACE_STYLES}, "thresholds": thresholds,
         "step": ZOOM_STEP,
@@ -877,10 +985,12 @@ def _number_elements(element, counter=None) -> None:
         _number_elements(child, counter)
 
 
-def page_html(atlas, view: View, asset_base: str | None) -> str:
-    """The map page as HTML; ``asset_base=None`` gives one self-contained file (assets inlined)."""
-    root = build_map(atlas, view, asset_base).get_root()
-    root.title = f"ttp-atlas: {page_title(view)}" + (f", as of {view.as_of}" if view.dated else "")
+def page_html(atlas, view: View, asset_base: str | None, overlay=None) -> str:
+    """The map page as HTML; ``asset_base=None`` gives one self-contained file (assets inlined); an events
+    view needs the ``overlay``."""
+    root = build_map(atlas, view, asset_base, overlay).get_root()
+    when = eventsymbols.month_title(view.month) if view.month else f"as of {view.as_of}"
+    root.title = f"ttp-atlas: {page_title(view)}" + (f", {when}" if view.dated else "")
     _number_elements(root)
     return root.render()
 

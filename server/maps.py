@@ -1,4 +1,4 @@
-"""Web map pages (``/map``, ``/map/{layer}``), the Leaflet files they load, and ``ttp-atlas map``.
+"""Web map pages (``/map``, ``/map/{layer}``, ``/map/events``), the Leaflet files they load, and ``ttp-atlas map``.
 
 Pages are built by ``layers.webmap`` and kept per (date, layers, embed, basemap, base URL) in the
 process; the Leaflet files are served from their registry package and the base layer is the service's
@@ -14,8 +14,10 @@ from flask import Blueprint, current_app
 
 from geo import atomic
 from geo.cache import ByteCache, budget_from_env
-from layers import catalogue, store, webmap
+from layers import catalogue, eventsymbols, store, webmap
+from layers import overlay as overlays
 from server import openapi as oas
+from server.app import overlay
 from server.http import bad_parameter, base_url, etag_of, not_found, params, respond
 
 blueprint = Blueprint("maps", __name__)
@@ -34,7 +36,7 @@ def _page_cache():
         pages = ByteCache(budget_from_env(PAGE_CACHE_ENV, 32), size=lambda page: len(page[0]))
 
         def render(view: webmap.View, asset_base: str) -> tuple[bytes, str]:
-            body = webmap.page_html(atlas, view, asset_base).encode()
+            body = webmap.page_html(atlas, view, asset_base, overlay() if view.month else None).encode()
             return body, etag_of(body)
 
         def cache(view: webmap.View, asset_base: str) -> tuple[bytes, str]:
@@ -42,6 +44,13 @@ def _page_cache():
 
         current_app.extensions["maps.pages"] = cache
     return cache
+
+
+def embed_flag(args: dict) -> bool:
+    embed = args.get("embed", "0")
+    if embed not in FLAGS:
+        raise bad_parameter("embed", embed, "1 or 0 (true or false)")
+    return FLAGS[embed]
 
 
 def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
@@ -52,11 +61,8 @@ def view_from_request(layer_ids: tuple[str, ...]) -> webmap.View:
         as_of = webmap.check_date(raw_date)
     except webmap.MapError:
         raise bad_parameter("datetime", raw_date, "one ISO date (YYYY-MM-DD) or RFC 3339 date-time") from None
-    embed = args.get("embed", "0")
-    if embed not in FLAGS:
-        raise bad_parameter("embed", args["embed"], "1 or 0 (true or false)")
     ids = tuple(dict.fromkeys(i for i in args.get("ids", "").split(",") if i))
-    view = webmap.View(as_of, layer_ids, embed=FLAGS[embed], basemap_url=current_app.config.get("BASEMAP_URL", ""),
+    view = webmap.View(as_of, layer_ids, embed=embed_flag(args), basemap_url=current_app.config.get("BASEMAP_URL", ""),
                        tiles_base=base_url() + TILES_PATH, ids=ids)
     if "ids" in args:
         try:
@@ -77,6 +83,23 @@ def _map_page(layer_ids: tuple[str, ...]):
 @blueprint.get("/map")
 def map_page():
     return _map_page(catalogue.LAYER_IDS)
+
+
+@blueprint.get("/map/events")
+def events_map_page():
+    """Every layer and the events overlay's circles of one month (default: its last), with a month control."""
+    events = overlay()
+    if events is None:
+        raise not_found("/map/events (no events are loaded: start the server with `ttp-atlas serve --events FILE`)")
+    args = params(("month", "embed"))
+    try:
+        month = overlays.check_month(events, args.get("month"))
+    except ValueError as error:
+        raise bad_parameter("month", args.get("month", ""), str(error)) from None
+    view = webmap.View(overlays.month_days(month)[1], embed=embed_flag(args), month=month,
+                       basemap_url=current_app.config.get("BASEMAP_URL", ""), tiles_base=base_url() + TILES_PATH)
+    body, etag = _page_cache()(view, base_url() + VENDOR_PATH)
+    return respond(body, "text/html", etag=etag)
 
 
 @blueprint.get("/map/<layer_id>")
@@ -129,6 +152,15 @@ def openapi(ctx: oas.ApiContext) -> dict:
         "/map": oas.operation("Web map of every layer", "Map", parameters, page, note, op_id="getMap"),
         "/map/{layerId}": oas.operation("Web map of one layer", "Map", [layer_id, *parameters, ids], page, note,
                                         op_id="getLayerMap"),
+        "/map/events": oas.operation(
+            "Web map of the events overlay: circles per claimed unit for one month", "Map",
+            [oas.query("month", {"type": "string", "pattern": overlays.MONTH_PATTERN},
+                       "A month of the events (YYYY-MM); default: their last month.", example="2023-07"),
+             parameters[1]], page,
+            "Every layer with the units valid on the month's last day, and one circle per claimed unit (area "
+            "proportional to its events that month), a month control, legend, popups and credits. 404 when the "
+            "server runs without events (`ttp-atlas serve --events FILE`). " + eventsymbols.CAVEAT,
+            op_id="getEventsMap"),
         **_vendor_paths()}}
 
 

@@ -1,6 +1,6 @@
 """Drive Debian's headless Chromium over the DevTools protocol: load a page, log its requests and errors.
 
-    with open_page(url) as page:            # loaded, requests and console errors recorded
+    with open_page(url) as page:            # loaded, requests, failed requests and console errors recorded
         page.evaluate("document.title")
         page.click(x, y); page.screenshot(path)
     screenshot(url, path, size)             # one call: PNG written, the Page returned
@@ -43,18 +43,26 @@ class BrowserError(RuntimeError):
 
 @dataclass
 class Page:
-    """One loaded tab: what it requested, what it logged as errors, and ways to look at it."""
+    """One loaded tab: what it requested, which requests failed (an HTTP error, or no answer; a request
+    the page cancelled is no failure), what it logged as errors, and ways to look at it."""
 
     _ws: websocket.WebSocket
     _session: str
     requests: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     _next_id: int = 0
+    _urls: dict[str, str] = field(default_factory=dict)  # request id -> URL
 
     def _handle(self, message: dict) -> None:
         method, params = message.get("method"), message.get("params", {})
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+            self._urls[params["requestId"]] = params["request"]["url"]
+        elif method == "Network.responseReceived" and params["response"]["status"] >= 400:
+            self.failed.append(f"{params['response']['status']} {params['response']['url']}")
+        elif method == "Network.loadingFailed" and not params.get("canceled"):
+            self.failed.append(f"{params.get('errorText')} {self._urls.get(params['requestId'], '?')}")
         elif method == "Runtime.consoleAPICalled" and params.get("type") == "error":
             self.console_errors.append(" ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
         elif method == "Runtime.exceptionThrown":

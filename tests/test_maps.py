@@ -475,13 +475,14 @@ def test_date_bar_states_the_period_and_flags_the_unconfirmed(server, atlas):
 
 
 def test_popup_of_a_continuation_says_its_status_is_unknown(atlas):
-    """A remainder kept after a later report (notes "Status unknown since ...") says so first, sources folded."""
-    feature = next(f for f in atlas.features("wilayahs", JULY_2023) if f["properties"]["part"] == "extension")
-    props = {**feature["properties"], "notes": "Status unknown since 2025-12-25. The reports name nothing for it."}
+    """A remainder kept after a later report (status "unknown since ...") says so first, sources folded."""
+    props = next(f["properties"] for f in atlas.features("wilayahs", "2026-01-01") if f["properties"]["status"] != "claimed")
     popup = webmap.popup_html("wilayahs", props, {})
-    assert "<tr><th>Status</th><td>unknown since 2025-12-25.</td></tr><tr><th>Zone</th>" in popup
+    assert "<h3>Gilgit-Baltistan (status unknown since 2025-12-25)</h3>" in popup
+    assert "<tr><th>Status</th><td>unknown since 2025-12-25</td></tr><tr><th>Zone</th>" in popup
     assert f"<summary>Sources ({len(props['sources'])})</summary>" in popup
-    assert "Status" not in webmap.popup_html("wilayahs", feature["properties"], {})
+    claimed = next(f for f in atlas.features("wilayahs", JULY_2023) if f["properties"]["part"] == "extension")
+    assert "Status" not in webmap.popup_html("wilayahs", claimed["properties"], {})
 
 
 def test_preview_by_ids_fits_its_features(server, atlas):

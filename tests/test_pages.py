@@ -88,7 +88,7 @@ def test_items_page_lists_properties_in_columns_and_maps_the_same_features(serve
     assert_readable(html)
     assert html.count(catalogue.CAVEAT) == 1
     header = page.rows["id"]
-    assert header[:4] == ["name", "unit", "zone", "part"] and "valid_to" in header and "sources" not in header
+    assert header[:5] == ["name", "unit", "label", "zone", "part"] and "valid_to" in header and "sources" not in header
     everything = atlas.features("wilayahs")
     row = page.rows["zhob-2023-06-14-extension"]
     assert row[header.index("zone")] == "—" and row[header.index("confidence")] == "low"
