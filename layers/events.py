@@ -414,14 +414,14 @@ def stream(locator: lookup.Locator, reader, source: Path, chunk: int = CHUNK) ->
                              "(is it a joined file?)")
     index = {name: i for i, name in enumerate(names)}
     summary = Summary(layout=layout.name, source=Path(source).name)
-    rows = _joined(Joiner(locator), layout, index, _rows(reader, len(header)), reader, source, chunk, summary)
+    rows = _joined(Joiner(locator), layout, index, reader, len(header), source, chunk, summary)
     return Stream(header, index, layout, summary, rows)
 
 
-def _joined(joiner: Joiner, layout: Layout, index: dict[str, int], lines: Iterator, reader, source: Path,
-            chunk: int, summary: Summary) -> Iterator[Joined]:
+def _joined(joiner: Joiner, layout: Layout, index: dict[str, int], reader, width: int, source: Path, chunk: int,
+            summary: Summary) -> Iterator[Joined]:
     try:
-        for records in _chunks(lines, chunk):
+        for records in _chunks(_rows(reader, width), chunk):
             rows = [_prepare(joiner, layout, index, line, cells) for line, cells in records]
             yield from joiner.joined(rows, summary)
             summary.rows += len(rows)

@@ -9,9 +9,9 @@ from the atlas (the same object: no copy). The server loads the file named by ``
 
 from __future__ import annotations
 
-import os
 import calendar
 import gc
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
