@@ -253,7 +253,10 @@ def cmd_export(args) -> None:
     if events is not None:
         folder = report_folder(args)
         try:
-            event_files.report(locator, Path(args.events), folder)
+            try:
+                event_files.report(locator, Path(args.events), folder)
+            except event_files.EncodingError:  # read as the overlay was: UTF-8, else Latin-1 (GTD's exports)
+                event_files.report(locator, Path(args.events), folder, encoding="latin-1")
         except event_files.EventFileError as error:
             raise UsageError(str(error)) from None
         print(f"wrote {folder}: joined.csv, monthly.csv (events and fatalities per zone, wilayah and district "

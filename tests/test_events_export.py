@@ -160,3 +160,13 @@ def test_cli_bad_event_options_exit_2_naming_them(run_cli, event_file, tmp_path,
     assert run_cli(*argv, "--out", str(tmp_path / "map.pdf")) == 2
     error = capsys.readouterr().err
     assert named in error and error.count("\n") == 1 and not (tmp_path / "map.pdf").exists()
+
+
+def test_cli_reads_a_latin_1_gtd_file_for_the_map_and_the_report(run_cli, tmp_path):
+    """GTD's CSV exports are Latin-1: the map's overlay and the report both read it."""
+    gtd = tmp_path / "gtd.csv"
+    gtd.write_bytes("iyear,imonth,iday,latitude,longitude,city,provstate,gname,nkill\n"
+                    "2023,7,15,31.34,69.45,Zh\xf4b,Balochistan,Tehrik-i-Taliban Pakistan (TTP),4\n".encode("latin-1"))
+    assert run_cli("--events", str(gtd), "--out", str(tmp_path / "map.png"), "--dpi", "50", "--size", "A5") == 0
+    with (tmp_path / "map-events" / "monthly.csv").open(newline="", encoding="utf-8") as handle:
+        assert ["wilayah", "Zhob", MONTH, "1", "4"] in list(csv.reader(handle))
