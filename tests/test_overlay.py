@@ -4,6 +4,7 @@ points and counts per unit and month. No event data is downloaded or committed: 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -233,6 +234,9 @@ def test_serve_refuses_a_missing_file(built, data_root, tmp_path):
     done = subprocess.run([*command, "--events", "/nonexistent"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "'/nonexistent' is not a readable file" in done.stderr
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, overlay.EVENTS_ENV: str(tmp_path)})  # a folder, from the environment
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is not a readable file" in done.stderr
     bad = tmp_path / "bad.csv"
     bad.write_text("when,x,y\n", encoding="utf-8")
     done = subprocess.run([*command, "--events", str(bad)], capture_output=True, text=True, timeout=120)
