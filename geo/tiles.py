@@ -162,6 +162,43 @@ def clip_lines(layer: Index, z: int, x: int, y: int, buffer: int = BUFFER) -> tu
     return hits[keep], _grid(clipped[keep], z, x, y)
 
 
+def world(lonlat) -> np.ndarray:
+    """Lon/lat points ((n, 2)) as world fractions: x east from 180°W, y south from the top of web mercator
+    (latitudes clamped to it), both 0-1; a tile at zoom z spans 2**-z of each."""
+    xy = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+    lat = np.radians(np.clip(xy[:, 1], -MAX_LAT, MAX_LAT))
+    return np.column_stack([(xy[:, 0] + 180.0) / 360.0, (1 - np.log(np.tan(np.pi / 4 + lat / 2)) / np.pi) / 2])
+
+
+class PointIndex:
+    """Points (world fractions) sorted by their tile at each zoom (on first use of that zoom, or all at once by
+    ``warm``): a tile finds its points by binary search, however many there are."""
+
+    def __init__(self, world_xy: np.ndarray):
+        self.world = np.asarray(world_xy, dtype=float).reshape(-1, 2)
+        self._zooms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _sorted(self, z: int) -> tuple[np.ndarray, np.ndarray]:
+        if z not in self._zooms:
+            cells = np.clip(np.floor(self.world * 2 ** z).astype(np.int64), 0, 2 ** z - 1)
+            keys = cells[:, 0] * (1 << z) + cells[:, 1]
+            order = np.argsort(keys, kind="stable")
+            self._zooms[z] = (keys[order], order)
+        return self._zooms[z]
+
+    def warm(self, zooms) -> None:
+        for z in zooms:
+            self._sorted(z)
+
+    def within(self, z: int, x: int, y: int) -> np.ndarray:
+        """Indices (ascending) of the points in the tile (as ``points_in`` counts them, up to rounding at
+        its edges: pass them to ``points_in`` for their grid positions)."""
+        keys, order = self._sorted(z)
+        key = x * (1 << z) + y
+        first, last = np.searchsorted(keys, [key, key + 1])
+        return order[first:last]
+
+
 def points_in(world: np.ndarray, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the points (world fractions: x east, y south, 0-1) inside a tile and their integer grid
     coordinates there. No buffer, and a point on an edge belongs to the tile east or south of it: each point

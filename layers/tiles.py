@@ -33,6 +33,7 @@ from geo import tiles as geotiles
 from geo.atomic import staged_file
 from geo.cache import ByteCache, budget_from_env
 from layers import catalogue, disputed, features, gisstyles, glyphs, labels, places, style
+from layers import overlay as overlays
 
 MIN_ZOOM, MAX_ZOOM = 0, 14
 ATLAS = "atlas"
@@ -66,7 +67,7 @@ TILE_FIELDS: dict[str, dict[str, str]] = {
                  "zone": "north, south or absent (not reported)", "part": "core or extension",
                  "valid_from": "First day of the period (ISO date)",
                  "valid_to": "Last day of the period (absent while current)",
-                 "status": "Absent, or a phrase such as 'status unknown since 2025-12-25'",
+                 "status": "'claimed', or 'unknown since <ISO date>' for a continuation a later report leaves unnamed",
                  "confidence": "high, medium or low", "basis": "How the districts were chosen",
                  "caveat": "Claimed units, not areas of control"},
     "zones": {"id": "Feature id", "name": "Zone", "zone": "north or south", "valid_from": "First day (ISO date)",
@@ -74,7 +75,7 @@ TILE_FIELDS: dict[str, dict[str, str]] = {
               "confidence": "Lowest confidence of its units", "caveat": "Claimed units, not areas of control"},
     LABELS: {"feature_id": "Id of the wilayahs feature labelled", "label": "Label text", "unit": "Unit id",
              "name": "Claimed unit", "part": "core or extension", "zone": "north, south or absent (not reported)",
-             "status": "Absent, or a phrase such as 'status unknown since 2025-12-25'",
+             "status": "'claimed', or 'unknown since <ISO date>'",
              "rank": "Placement priority, 0 first", "min_zoom": "Zoom from which the label is clear of those "
                                                                  "ranked before it (tiles carry it from there)"},
     PLACES: {"id": "geonames:<GeoNames id>", "name": "Place name (GeoNames)",
@@ -116,6 +117,13 @@ def check_tileset(tileset: str) -> str:
     return tileset
 
 
+def check_tile(z: int, x: int, y: int) -> None:
+    if not MIN_ZOOM <= z <= MAX_ZOOM:
+        raise TileOutside(f"zoom {z} is outside the tileset's range {MIN_ZOOM}-{MAX_ZOOM}")
+    if not geotiles.valid_tile(z, x, y):
+        raise TileOutside(f"tile {z}/{x}/{y} is outside the tile grid (x and y from 0 to {2 ** z - 1})")
+
+
 def layers_of(tileset: str, zoom: int) -> tuple[str, ...]:
     """The layers a tileset's tile carries at ``zoom`` (the atlas adds each layer from its min_zoom)."""
     if tileset != ATLAS:
@@ -147,23 +155,22 @@ class PointLayer:
     properties: list[dict]
     marks: list[geotiles.Mark]
     boxes: np.ndarray  # (n, 4) CSS px each mark covers around its point (geotiles.mark_box)
-    cells: tuple[dict, ...]  # per zoom, (x, y) of a tile -> indices of the points shown there (most tiles: none)
+    index: geotiles.PointIndex  # finds a tile's points
 
     @classmethod
     def of(cls, placed: list[tuple[labels.Label, int]], properties: list[dict], marks: list[geotiles.Mark]):
-        world = labels.world_pixels([label for label, _ in placed])
-        min_zoom = np.array([zoom for _, zoom in placed], dtype=int)
-        cells = []
-        for z in range(MAX_ZOOM + 1):
-            cell: dict[tuple[int, int], list[int]] = {}
-            for i in np.flatnonzero(min_zoom <= z):
-                cell.setdefault(tuple(np.floor(world[i] * 2 ** z).astype(int).tolist()), []).append(int(i))
-            cells.append({key: np.array(value) for key, value in cell.items()})
-        return cls(world, min_zoom, properties, marks,
-                   np.array([geotiles.mark_box(m) for m in marks], dtype=float).reshape(-1, 4), tuple(cells))
+        index = geotiles.PointIndex(geotiles.world([(label.lon, label.lat) for label, _ in placed]))
+        index.warm(range(MIN_ZOOM, MAX_ZOOM + 1))
+        return cls(index.world, np.array([zoom for _, zoom in placed], dtype=int), properties, marks,
+                   np.array([geotiles.mark_box(m) for m in marks], dtype=float).reshape(-1, 4), index)
 
     def shown(self, z: int) -> np.ndarray:
         return np.flatnonzero(self.min_zoom <= z)
+
+    def within(self, z: int, x: int, y: int) -> np.ndarray:
+        """Indices of the points in the tile that show at its zoom."""
+        near = self.index.within(z, x, y)
+        return near[self.min_zoom[near] <= z]
 
 
 def _unit_mark(label: labels.Label) -> geotiles.Mark:
@@ -312,8 +319,8 @@ class TileSource:
         out = []
         for name in point_layers_of(tileset):
             layer = self.points(selection)[name]
-            near = layer.cells[z].get((x, y))
-            if near is not None:
+            near = layer.within(z, x, y)
+            if near.size:
                 hits, grid = geotiles.points_in(layer.world[near], z, x, y)
                 out.append((name, shapely.points(grid), [layer.properties[i] for i in near[hits]]))
         return out
@@ -332,10 +339,7 @@ class TileSource:
         """Refuse a tile outside the zoom range or the tile grid (TileOutside); inside, every tile is served
         (an empty one where the tileset has no data)."""
         check_tileset(tileset)
-        if not MIN_ZOOM <= z <= MAX_ZOOM:
-            raise TileOutside(f"zoom {z} is outside the tileset's range {MIN_ZOOM}-{MAX_ZOOM}")
-        if not geotiles.valid_tile(z, x, y):
-            raise TileOutside(f"tile {z}/{x}/{y} is outside the tile grid (x and y from 0 to {2 ** z - 1})")
+        check_tile(z, x, y)
 
     def windows(self, tileset: str, z: int, x: int, y: int, selection: tuple, parent: dict | None = None) -> dict:
         """Per layer of the tile: (its index, indices of the features ``selection`` keeps, their mercator
@@ -425,6 +429,90 @@ class TileSource:
                              + [{"id": name, "description": POINT_TITLES[name], "fields": TILE_FIELDS[name],
                                  "minzoom": minzoom, "maxzoom": maxzoom} for name in point_layers_of(tileset)],
             "build_id": self.atlas.build_id,
+        }
+
+
+# --- the user's events ---------------------------------------------------------------------------
+
+EVENTS_TILESET = "events"  # served only with an event file loaded (``layers.overlay``), cut live
+EVENT_LAYER_IDS = tuple(layer.id for layer in catalogue.EVENT_LAYERS)
+EVENT_FIELDS = {
+    "events": {"id": "line-<n>", "line": "Line of the event file", "date": "Day (ISO date; absent for a range)",
+               "month": "Month it counts in (YYYY-MM)", "fatalities": "Fatalities", "actor": "Actor",
+               **{key: f"Join column {column}" for key, column in overlays.JOIN_KEYS.items()},
+               "flag": "Why the row counts nowhere (absent when placed)"},
+    **{overlays.COUNTS_PREFIX + lid: {
+        "id": "<unit feature id>/<YYYY-MM>", "unit_id": f"The {lid} feature", "name": "Unit name",
+        **({"label": "Unit label", "part": "core or extension", "zone": "north, south or absent"}
+           if lid == LABELLED else {}),
+        "month": "YYYY-MM", "events": "Events placed in the unit that month", "fatalities": "Their fatalities"}
+       for lid in overlays.COUNT_LAYERS},
+}
+
+
+class EventTiles:
+    """MVT tiles of an events overlay (``layers.overlay``): ``events``, a point per event, and per unit
+    layer ``event-counts-<layer>``, a polygon per unit feature and month with events (the unit's geometry,
+    generalised for the zoom as in the other tilesets). Every month, or one (``month``)."""
+
+    def __init__(self, source: TileSource, overlay: overlays.Overlay):
+        self.source, self.overlay = source, overlay
+        self.points = geotiles.PointIndex(geotiles.world([f["geometry"]["coordinates"] for f in overlay.events]))
+        self.points.warm(range(MIN_ZOOM, MAX_ZOOM + 1))  # before the workers fork: shared
+        self.months = np.array([f["properties"]["month"] or "" for f in overlay.events], dtype=object)
+        # per unit layer, feature position -> its count features' properties
+        self.counts: dict[str, dict[int, list[dict]]] = {}
+        for lid in overlays.COUNT_LAYERS:
+            position = {f["id"]: i for i, f in enumerate(source.atlas.features(lid))}
+            found: dict[int, list[dict]] = {}
+            for feature in overlay.counts[lid]:
+                found.setdefault(position[feature["properties"]["unit_id"]], []).append(feature["properties"])
+            self.counts[lid] = found
+
+    def check_month(self, month: str | None) -> str | None:
+        """None (every month) or one of the overlay's months; ValueError saying which are valid."""
+        return None if month is None else overlays.check_month(self.overlay, month)
+
+    def mvt(self, z: int, x: int, y: int, month: str | None = None) -> bytes:
+        """The tile (b"" when empty); TileOutside beyond the tile matrix, ValueError for a month not served."""
+        check_tile(z, x, y)
+        month = self.check_month(month)
+        return self.source._tiles.get_or_make(("events", id(self), z, x, y, month),
+                                              lambda: self._render(z, x, y, month))
+
+    def _render(self, z: int, x: int, y: int, month: str | None) -> bytes:
+        near = self.points.within(z, x, y)
+        if month is not None:
+            near = near[self.months[near] == month]
+        hits, grid = geotiles.points_in(self.points.world[near], z, x, y)
+        layers = [("events", shapely.points(grid), [self.overlay.events[i]["properties"] for i in near[hits]])]
+        for lid in overlays.COUNT_LAYERS:
+            index, counts = self.source.index(lid, z), self.counts[lid]
+            hits, parts = geotiles.window(index, z, x, y)
+            keep = np.array([any(month in (None, p["month"]) for p in counts.get(int(h), ())) for h in hits], dtype=bool)
+            hits, geoms = geotiles.clip(index, z, x, y, cut=(hits[keep], parts[keep]))
+            rows = [(geom, p) for h, geom in zip(hits, geoms, strict=True) for p in counts[int(h)]
+                    if month in (None, p["month"])]
+            layers.append((overlays.COUNTS_PREFIX + lid, np.array([g for g, _ in rows], dtype=object),
+                           [p for _, p in rows]))
+        return geotiles.encode(layers)
+
+    def tilejson(self, tiles_url: str) -> dict:
+        """TileJSON 3.0.0 of the event tiles served at ``tiles_url``."""
+        pw, ps, pe, pn = self.source.atlas.pakistan_bounds
+        return {
+            "tilejson": "3.0.0", "name": f"Events: {self.overlay.source}",
+            "description": "The loaded event file's events and their counts per claimed unit and district and month "
+                           "(month= picks one). " + catalogue.CAVEAT,
+            "version": "1.0.0",
+            "attribution": "; ".join([*self.overlay.credits,
+                                      *self.source.atlas.attribution(overlays.COUNT_LAYERS)]),
+            "scheme": "xyz", "tiles": [tiles_url], "minzoom": MIN_ZOOM, "maxzoom": MAX_ZOOM,
+            "bounds": [round(v, 6) for v in (pw, ps, pe, pn)],
+            "center": [round((pw + pe) / 2, 6), round((ps + pn) / 2, 6), 5],
+            "vector_layers": [{"id": layer.id, "description": layer.title, "fields": EVENT_FIELDS[layer.id],
+                               "minzoom": MIN_ZOOM, "maxzoom": MAX_ZOOM} for layer in catalogue.EVENT_LAYERS],
+            "build_id": self.source.atlas.build_id,
         }
 
 

@@ -1,5 +1,6 @@
 """XYZ tiles: ``/tiles/{tileset}/{z}/{x}/{y}.mvt|.png|@2x.png``, ``/tiles/{tileset}.json`` (TileJSON 3.0.0),
-and ``ttp-atlas tiles`` to write the pyramid to a PMTiles or MBTiles archive.
+``/tiles/events/{z}/{x}/{y}.mvt?month=`` while an event file is loaded, and ``ttp-atlas tiles`` to write the
+pyramid to a PMTiles or MBTiles archive.
 
 A tile outside the zoom range (0-14) or the tile grid is a 404; every tile inside is served, one
 with no feature is a 204 for MVT (the client draws nothing) and a transparent or background-only
@@ -18,6 +19,7 @@ from flask import Blueprint, current_app, request
 
 from layers import catalogue, store
 from layers import features as layer_features
+from layers import overlay as overlays
 from layers import tiles as layer_tiles
 from server import openapi as oas
 from server.http import (
@@ -51,7 +53,19 @@ def _attach(state) -> None:
         source.warm()
         _SOURCES[id(atlas)] = (atlas, source)
     archive = os.environ.get(ARCHIVE_ENV)
-    state.app.extensions["tiles"] = (_SOURCES[id(atlas)][1], layer_tiles.Archive(Path(archive)) if archive else None)
+    source = _SOURCES[id(atlas)][1]
+    state.app.extensions["tiles"] = (source, layer_tiles.Archive(Path(archive)) if archive else None)
+    events = state.app.extensions.get("overlay")
+    state.app.extensions["event_tiles"] = layer_tiles.EventTiles(source, events) if events else None
+
+
+def _event_tiles() -> layer_tiles.EventTiles:
+    """The event tiles of the loaded event file; a 404 problem when the server has none."""
+    found = current_app.extensions["event_tiles"]
+    if found is None:
+        raise Problem(404, "Not found", f"tileset {layer_tiles.EVENTS_TILESET!r} needs an event file: start the "
+                      "server with --events FILE (or TTP_ATLAS_EVENTS)")
+    return found
 
 
 def _coordinate(name: str, raw: str) -> int:
@@ -76,7 +90,8 @@ def _period(args: dict) -> tuple[str | None, str | None]:
 
 @blueprint.get("/tiles/<tileset>/<z>/<x>/<name>")
 def tile(tileset: str, z: str, x: str, name: str):
-    args = params(["datetime"])
+    events = tileset == layer_tiles.EVENTS_TILESET
+    args = params(["month"] if events else ["datetime"])
     match = TILE_NAME.match(name)
     if not match:
         raise not_found(f"tile {name!r}: name tiles {{y}}.mvt, {{y}}.png or {{y}}@2x.png")
@@ -91,6 +106,8 @@ def tile(tileset: str, z: str, x: str, name: str):
     if _raw_path() != canonical:
         raise Problem(404, "Not found", f"tile paths are written one way only: {canonical}")
     kind, scale = FORMATS[match["suffix"]]
+    if events:
+        return _event_tile(zoom, col, row, kind, args.get("month"))
     source, archive = current_app.extensions["tiles"]
     period = _period(args)
     try:
@@ -109,8 +126,33 @@ def tile(tileset: str, z: str, x: str, name: str):
     return respond(body, layer_tiles.MVT_MIMETYPE, etag=etag_of(body))
 
 
+def _event_tile(z: int, x: int, y: int, kind: str, month: str | None):
+    """An MVT tile of the events (a 404 for PNG: the events are drawn by the client, over the atlas)."""
+    tiles = _event_tiles()
+    if kind != "mvt":
+        raise Problem(404, "Not found", f"tileset {layer_tiles.EVENTS_TILESET!r} is served as .mvt only")
+    try:
+        body = tiles.mvt(z, x, y, month)
+    except layer_tiles.TileOutside as error:
+        raise Problem(404, "Not found", str(error)) from None
+    except ValueError as error:
+        raise bad_parameter("month", month, str(error)) from None
+    if not body:
+        return respond(b"", layer_tiles.MVT_MIMETYPE, status=204)
+    return respond(body, layer_tiles.MVT_MIMETYPE, etag=etag_of(body))
+
+
 @blueprint.get("/tiles/<tileset>.json")
 def tilejson(tileset: str):
+    if tileset == layer_tiles.EVENTS_TILESET:
+        args = params(["month"])
+        tiles = _event_tiles()
+        try:
+            tiles.check_month(args.get("month"))
+        except ValueError as error:
+            raise bad_parameter("month", args.get("month"), str(error)) from None
+        query = f"?{urlencode({'month': args['month']})}" if "month" in args else ""
+        return json_response(tiles.tilejson(f"{base_url()}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt{query}"))
     args = params(["datetime"])
     period = _period(args)
     source, _ = current_app.extensions["tiles"]
@@ -164,7 +206,8 @@ def tilejson_schema() -> dict:
     text, number = {"type": "string"}, {"type": "number"}
     zoom = {"type": "integer", "minimum": layer_tiles.MIN_ZOOM, "maximum": layer_tiles.MAX_ZOOM}
     layer = {"type": "object", "required": ["id", "fields"], "properties": {
-        "id": {"type": "string", "enum": [*catalogue.LAYER_IDS, *layer_tiles.POINT_LAYER_IDS]}, "description": text,
+        "id": {"type": "string", "enum": [*catalogue.LAYER_IDS, *layer_tiles.POINT_LAYER_IDS,
+                                          *layer_tiles.EVENT_LAYER_IDS]}, "description": text,
         "fields": {"type": "object", "additionalProperties": text}, "minzoom": zoom, "maxzoom": zoom}}
     return {"type": "object", "required": ["tilejson", "tiles", "vector_layers"], "properties": {
         "tilejson": {"type": "string", "enum": ["3.0.0"]}, "name": text, "description": text, "version": text,
@@ -178,12 +221,35 @@ def tilejson_schema() -> dict:
             "png": text, "png@2x": text}}}}
 
 
+MONTH_PARAM = oas.query("month", {"type": "string", "pattern": overlays.MONTH_PATTERN},
+                        "One month of the event file (YYYY-MM, from its first to its last placed event); default: "
+                        "every month.", example="2023-07")
+
+
+def _event_paths() -> dict:
+    """The event tiles, in the document while an event file is loaded (as its collections are)."""
+    tile = _tile_operation(".mvt")
+    tile["get"].update(
+        summary="Mapbox Vector Tile of the loaded event file: layers " + ", ".join(layer_tiles.EVENT_LAYER_IDS),
+        parameters=[*_tile_parameters()[1:4], MONTH_PARAM], operationId="getEventTile",
+        description="events: a point per event (month, fatalities, the units it fell in); event-counts-wilayahs "
+                    "and event-counts-districts: a polygon per unit and month with events (month, events, "
+                    "fatalities). " + catalogue.CAVEAT)
+    return {f"/tiles/{layer_tiles.EVENTS_TILESET}/{{z}}/{{x}}/{{y}}.mvt": tile,
+            f"/tiles/{layer_tiles.EVENTS_TILESET}.json": oas.operation(
+                "TileJSON 3.0.0 of the event tiles", "Tiles", [MONTH_PARAM],
+                oas.content(oas.ref("schemas", "TileJSON"), oas.JSON), op_id="getEventTileJSON")}
+
+
 def openapi(ctx: oas.ApiContext) -> dict:
-    """The tile URLs (one path per suffix: a path template cannot offer three suffixes) and TileJSON."""
+    """The tile URLs (one path per suffix: a path template cannot offer three suffixes) and TileJSON; the
+    event tiles while an event file is loaded."""
     paths = {f"/tiles/{{tileset}}/{{z}}/{{x}}/{{y}}{suffix}": _tile_operation(suffix) for suffix in TILE_SUFFIXES}
     paths["/tiles/{tileset}.json"] = oas.operation(
         "TileJSON 3.0.0 of a vector tileset", "Tiles", [TILESET_PARAM, DATETIME_PARAM],
         oas.content(oas.ref("schemas", "TileJSON"), oas.JSON), op_id="getTileJSON")
+    if any(layer.id in ctx.collection_ids for layer in catalogue.EVENT_LAYERS):
+        paths |= _event_paths()
     return {"paths": paths, "components": {"schemas": {"TileJSON": tilejson_schema()}}}
 
 

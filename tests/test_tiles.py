@@ -223,3 +223,94 @@ def test_server_serves_tiles_from_the_archive(archives, built, data_root):
         assert "countries" in mapbox_vector_tile.decode(outside.content)
     finally:
         stop_server(process)
+
+
+# --- the user's events ---------------------------------------------------------------------------
+
+PESHAWAR_CITY, QUETTA = (71.55, 34.0), (66.99, 30.18)
+
+
+def test_event_tiles_need_an_event_file(server):
+    for path in ("/tiles/events/0/0/0.mvt", "/tiles/events.json", "/tiles/events/5/22/13.mvt?month=2023-07"):
+        response = requests.get(server + path, timeout=30)
+        assert response.status_code == 404, path
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert "event file" in response.json()["detail"]
+    assert not any(path.startswith("/tiles/events") for path in requests.get(f"{server}/api", timeout=30).json()["paths"])
+
+
+@pytest.fixture(scope="module")
+def events_server(built, data_root, tmp_path_factory):
+    """A server with a generated plain event file: 4 events in Peshawar in July 2023, 2 in August, 1 in
+    Quetta in July (in Zhob's possible extension then)."""
+    path = tmp_path_factory.mktemp("events") / "events.csv"
+    rows = [f"2023-07-0{day},{PESHAWAR_CITY[0] + day / 1000},{PESHAWAR_CITY[1]},{day}" for day in range(1, 5)]
+    rows += [f"2023-08-1{day},{PESHAWAR_CITY[0]},{PESHAWAR_CITY[1] + day / 1000},0" for day in range(2)]
+    rows += [f"2023-07-20,{QUETTA[0]},{QUETTA[1]},1"]
+    path.write_text("date,lon,lat,fatalities\n" + "\n".join(rows) + "\n")
+    process, url = start_server(built, data_root, workers=1, env={"TTP_ATLAS_EVENTS": str(path)})
+    yield url
+    stop_server(process)
+
+
+def event_tile(url: str, tile, **query) -> dict:
+    response = requests.get(f"{url}/tiles/events/{tile.z}/{tile.x}/{tile.y}.mvt", params=query, timeout=30)
+    assert response.status_code in (200, 204) and response.headers["Content-Type"] == MVT, response.text[:300]
+    return mapbox_vector_tile.decode(response.content, default_options={"y_coord_down": True})
+
+
+def grid_lonlat(tile, xy) -> tuple[float, float]:
+    west, south, east, north = mercantile.xy_bounds(tile)
+    point = mercantile.lnglat(west + xy[0] / 4096 * (east - west), north - xy[1] / 4096 * (north - south))
+    return point.lng, point.lat
+
+
+def test_event_tiles_carry_points_and_monthly_counts(events_server):
+    tile = mercantile.tile(*PESHAWAR_CITY, 9)
+    july = event_tile(events_server, tile, month="2023-07")
+    points = july["events"]["features"]
+    assert len(points) == 4 and {f["properties"]["month"] for f in points} == {"2023-07"}
+    for feature in points:
+        lon, lat = grid_lonlat(tile, feature["geometry"]["coordinates"])
+        assert abs(lat - PESHAWAR_CITY[1]) < 0.01 and PESHAWAR_CITY[0] < lon < PESHAWAR_CITY[0] + 0.01, (lon, lat)
+        assert feature["properties"]["wilayah"] == "Peshawar" and isinstance(feature["properties"]["fatalities"], int)
+    (unit,) = july["event-counts-wilayahs"]["features"]
+    assert unit["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert (unit["properties"]["name"], unit["properties"]["month"], unit["properties"]["events"]) == (
+        "Peshawar", "2023-07", 4)
+    assert unit["properties"]["fatalities"] == sum(f["properties"]["fatalities"] for f in points)
+    district = [f["properties"] for f in july["event-counts-districts"]["features"] if f["properties"]["events"]]
+    assert [(d["name"], d["events"]) for d in district] == [("Peshawar", 4)]
+    every = event_tile(events_server, tile)  # no month: all of them
+    assert len(every["events"]["features"]) == 6
+    assert sorted((f["properties"]["month"], f["properties"]["events"]) for f in every["event-counts-wilayahs"]["features"]) \
+        == [("2023-07", 4), ("2023-08", 2)]
+    quetta = event_tile(events_server, mercantile.tile(*QUETTA, 9), month="2023-07")
+    assert [f["properties"]["wilayah_part"] for f in quetta["events"]["features"]] == ["extension"]
+    assert [f["properties"]["label"] for f in quetta["event-counts-wilayahs"]["features"]] == ["Zhob (possible extension)"]
+    assert requests.get(f"{events_server}/tiles/events/9/0/0.mvt", timeout=30).status_code == 204
+
+
+@pytest.mark.parametrize("path, status, parameter", [
+    ("/tiles/events/5/22/13.mvt?month=2023-13", 400, "month"),
+    ("/tiles/events/5/22/13.mvt?month=2020-01", 400, "month"),
+    ("/tiles/events/5/22/13.mvt?datetime=2023-07-01", 400, "datetime"),
+    ("/tiles/events/5/22/13.png", 404, None),
+    ("/tiles/events/15/0/0.mvt", 404, None),
+    ("/tiles/events.json?month=july", 400, "month"),
+])
+def test_event_tiles_refuse_bad_requests(events_server, path, status, parameter):
+    response = requests.get(events_server + path, timeout=30)
+    assert response.status_code == status and response.headers["Content-Type"].startswith("application/problem+json")
+    assert response.json().get("parameter") == parameter
+
+
+def test_event_tilejson_and_openapi(events_server):
+    doc = requests.get(f"{events_server}/tiles/events.json", params={"month": "2023-07"}, timeout=30).json()
+    assert doc["tiles"] == [f"{events_server}/tiles/events/{{z}}/{{x}}/{{y}}.mvt?month=2023-07"]
+    assert [layer["id"] for layer in doc["vector_layers"]] == list(layer_tiles.EVENT_LAYER_IDS)
+    assert {"month", "fatalities"} <= set(doc["vector_layers"][0]["fields"])
+    assert "events.csv" in doc["attribution"] and catalogue.CAVEAT in doc["description"]
+    paths = requests.get(f"{events_server}/api", timeout=30).json()["paths"]
+    assert "month" in [p["name"] for p in paths["/tiles/events/{z}/{x}/{y}.mvt"]["get"]["parameters"]]
+    assert "/tiles/events.json" in paths
