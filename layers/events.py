@@ -116,8 +116,8 @@ LAYOUTS = (
     Layout("gtd", "GTD (iyear, imonth, iday with 0 for unknown, latitude, longitude, city, provstate, gname, nkill)",
            ("iyear", "imonth", "iday"), "longitude", "latitude", ("city", "provstate"), "gname", "nkill",
            "Event data: {source}, from the Global Terrorism Database (START, University of Maryland)"),
-    Layout("plain", "plain CSV (date, lon, lat and any other columns; optional place)", ("date",), "lon", "lat",
-           ("place",), None, None, "Event data: {source}, the user's file"),
+    Layout("plain", "plain CSV (date, lon, lat and any other columns; optional place, actor, fatalities)",
+           ("date",), "lon", "lat", ("place",), "actor", "fatalities", "Event data: {source}, the user's file"),
 )
 
 

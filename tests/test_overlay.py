@@ -123,6 +123,13 @@ def test_ucdp_gtd_plain(atlas, tmp_path):
         [("Zhob (possible extension)", 1)]
     assert found.credits == ("Event data: plain.csv, the user's file",)
 
+    with_counts = tmp_path / "plain-fatalities.csv"  # the optional actor and fatalities columns are read
+    with_counts.write_text(f"date,lon,lat,actor,fatalities\n2023-07-15,{QUETTA[1]},{QUETTA[0]},TTP,4\n"
+                           f"2023-07-20,{QUETTA[1]},{QUETTA[0]},,\n", encoding="utf-8")
+    found = overlay.load(atlas, with_counts)
+    assert [(e["properties"]["actor"], e["properties"]["fatalities"]) for e in found.events] == [("TTP", 4), (None, 0)]
+    assert [(f["properties"]["events"], f["properties"]["fatalities"]) for f in found.counts["wilayahs"]] == [(2, 4)]
+
 
 def test_environment_and_refusals(atlas, tmp_path):
     assert overlay.from_environment(atlas, {}) is None
