@@ -154,14 +154,24 @@ def page(template: str, title: str, json_href: str, credits: tuple[str, ...] = (
     return respond(body, HTML)
 
 
+def map_href(lf: LayerFeatures, base: str, properties: dict | None = None, month: str | None = None) -> str:
+    """The web map of a collection, or of one feature (at its first day, or its month for the events
+    overlay): the overlay's collections all show on the events map."""
+    properties = properties or {}
+    if isinstance(lf, OverlayFeatures):
+        month = properties.get("month") or month
+        return f"{base}/map/events" + (f"?month={month}" if month else "")
+    day = properties.get("valid_from") or lf.collection.day
+    return f"{base}/map/{lf.layer.id}" + (f"?datetime={day}" if day else "")
+
+
 def collection_doc(lf: LayerFeatures, base: str) -> dict:
     """A collection's description; one of the events overlay links to its data and the events map (the
     catalogue's layers to their map, styles, tiles and downloads) and lists its months."""
     lid, layer_id = lf.id, lf.layer.id
     meta = layer_metadata(service().atlas, layer_id, lf.collection)
     url = f"{base}/collections/{lid}"
-    map_url = f"{base}/map/{layer_id}" + (f"?datetime={lf.collection.day}" if lf.collection.day else "")
-    layer_links = [link(map_url, "related", HTML, "Map of this layer"),
+    layer_links = [link(map_href(lf, base), "related", HTML, "Map of this layer"),
                    *(link(f"{base}/styles/{layer_id}.{ext}", "stylesheet", mimetype, title)
                      for ext, mimetype, title in STYLES),
                    link(f"{base}/tiles/{layer_id}/style.json", "stylesheet", MAPLIBRE_STYLE,
@@ -175,7 +185,7 @@ def collection_doc(lf: LayerFeatures, base: str) -> dict:
                   "Properties to filter on (JSON Schema)"),
              *({"href": d["url"], "rel": "license", "type": HTML, "title": f"{d['title']}: {d['licence']}"}
                for d in meta["licences"]),
-             *([link(f"{base}/map/events", "related", HTML, "Map of the events, per month")]
+             *([link(map_href(lf, base), "related", HTML, "Map of the events, per month")]
                if isinstance(lf, OverlayFeatures) else layer_links)]
     extent = {"spatial": {"bbox": [lf.bbox], "crs": CRS84}}
     if lf.interval:
@@ -278,7 +288,9 @@ def items(layer_id: str):
         shown = [lf.features[i] for i in chosen[offset:offset + limit]]
         path = f"{base_url()}/collections/{layer_id}/items"
         return page("features_items.html", lf.layer.title, href(path, {**args, "f": "json"}),
-                    credits=lf.collection.credits, layer=lf.layer,
+                    credits=lf.collection.credits, layer=lf.layer, map_href=map_href(lf, base_url(), month=
+                                                                                        args.get("month")),
+                    fitted=not isinstance(lf, OverlayFeatures),
                     features=shown, matched=len(chosen), offset=offset, limit=limit,
                     next_href=href(path, {**args, "offset": offset + limit}) if offset + limit < len(chosen) else None,
                     prev_href=href(path, {**args, "offset": max(0, offset - limit)}) if offset else None)
@@ -299,7 +311,9 @@ def item(layer_id: str, feature_id: str):
     url = f"{base}/collections/{layer_id}/items/{quote(feature_id, safe='')}"
     if output(args) == "html":
         return page("features_item.html", lf.features[index]["properties"].get("name", feature_id),
-                    f"{url}?f=json", credits=lf.collection.credits, layer=lf.layer, feature=lf.features[index])
+                    f"{url}?f=json", credits=lf.collection.credits, layer=lf.layer, feature=lf.features[index],
+                    map_href=map_href(lf, base, lf.features[index]["properties"]),
+                    fitted=not isinstance(lf, OverlayFeatures))
     check_crs(args)
     links = [link(url, "self", GEOJSON, "This feature"), link(f"{url}?f=html", "alternate", HTML, "As HTML"),
              link(f"{base}/collections/{layer_id}", "collection", JSON, lf.layer.title)]

@@ -5,6 +5,7 @@ points and counts per unit and month. No event data is downloaded or committed: 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from urllib.parse import urlsplit
@@ -201,6 +202,20 @@ def test_month_paging_bbox_and_items(events_server):
     assert one["geometry"]["type"] == "MultiPolygon"
     html = get(f"{events_server}/collections/events/items", f="html").text
     assert "line-9" in html and "Event data: acled.csv, from ACLED" in html
+
+
+@pytest.mark.parametrize(("path", "month"), [("/collections/events/items?month=2023-07", "?month=2023-07"),
+                                             ("/collections/event-counts-districts/items", ""),
+                                             ("/collections/event-counts-wilayahs/items/zhob-2023-06-14-core%2F2023-07",
+                                              "?month=2023-07")])
+def test_html_pages_link_and_embed_the_events_map(events_server, path, month):
+    """The overlay's pages show the events map (there is no /map/<collection> for them), and it answers."""
+    html = get(f"{events_server}{path}", f="html").text
+    assert f'href="{events_server}/map/events{month}"' in html
+    embed = re.search(r'<iframe class="map" src="([^"]+)"', html).group(1).replace("&amp;", "&")
+    assert embed == f"{events_server}/map/events{month}{'&' if month else '?'}embed=1"
+    assert "/map/event" not in html.replace("/map/events", "")
+    get(embed)
 
 
 def test_collections_attribution_and_document(events_server):
