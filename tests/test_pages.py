@@ -80,7 +80,8 @@ def test_feature_page_is_a_readable_table(server, atlas):
     assert "caveat" not in page.rows  # said once, above the table
     assert page.rows["notes"] == [" ".join(props["notes"].split())]
     (src,) = page.iframes
-    assert urlsplit(src).path == "/map/wilayahs" and parse_qs(urlsplit(src).query) == {"embed": ["1"], "ids": [FEATURE]}
+    assert urlsplit(src).path == "/map/wilayahs"  # at the feature's own first day, fitted to it
+    assert parse_qs(urlsplit(src).query) == {"datetime": [props["valid_from"]], "embed": ["1"], "ids": [FEATURE]}
 
 
 def test_items_page_lists_properties_in_columns_and_maps_the_same_features(server, atlas):
