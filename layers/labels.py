@@ -25,6 +25,10 @@ PRIORITY = {"core": 0, "extension": 1, "place": 2}  # a place's label: 2 + its r
 NEVER = 99  # min zoom of a label that collides at every zoom
 TILE_PX = 256
 CHAR_WIDTH_EM, LINE_HEIGHT_EM = 0.6, 1.3  # a label box from its text, without measuring a font
+# Unit label boxes on the web (map and tiles) are sized for a font 2 px larger than the one drawn: DejaVu
+# Sans Bold is wider than 0.6 em a character (checked by the browser test of label overlaps).
+UNIT_FONT = style.LABEL_STYLES["wilayahs"]
+UNIT_BOX_PX = round(UNIT_FONT.size) + 2
 
 
 @dataclass(frozen=True)
@@ -156,8 +160,8 @@ def web_placements(labels: list[Label], font_px: int = 12, zooms=range(3, 15),
     return result
 
 
-def web_labels(units: list[Label], shown: list[places_model.Place], zooms, unit_font_px: int,
-               unit_min_zoom: float) -> list[tuple[Label, int, str]]:
+def web_labels(units: list[Label], shown: list[places_model.Place], zooms, unit_font_px: int = UNIT_BOX_PX,
+               unit_min_zoom: float = UNIT_FONT.min_zoom) -> list[tuple[Label, int, str]]:
     """(label, web min zoom, side) of unit labels and place names together, for any web output (the
     web map; tiles that carry labels): collisions resolved per zoom across both, units first, each from
     its own zoom up (``unit_min_zoom``; a place's ``min_zoom``); ``side`` is where a place's name goes

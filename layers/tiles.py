@@ -47,8 +47,6 @@ TILE_CACHE_ENV = "TTP_ATLAS_TILE_CACHE_MB"  # rendered tiles kept per process, b
 LABELS, PLACES, LABELLED = gisstyles.LABELS, gisstyles.PLACES, gisstyles.LABELLED
 POINT_LAYER_IDS = gisstyles.POINT_LAYER_IDS
 POINT_LAYERS: dict[str, tuple[str, ...]] = {ATLAS: (LABELS, PLACES), LABELLED: (LABELS,)}
-# Collisions are resolved with the web map's unit label box: its font size plus 2 px
-UNIT_FONT_PX = round(style.LABEL_STYLES[LABELLED].size) + 2
 
 # The properties each layer's tiles carry: what a style or a popup needs, scalars only (MVT has
 # no lists); the full records are in the features API.
@@ -279,8 +277,7 @@ class TileSource:
         ids = [features[i]["id"] for i in dict(selection).get(LABELLED, ())]
         units = [label for _, label in sorted(self._unit_labels[fid] for fid in ids if fid in self._unit_labels)]
         shown = places.places_in(WORLD, MAX_ZOOM)
-        placed = labels.web_labels(units, shown, zooms=range(MIN_ZOOM, MAX_ZOOM + 1), unit_font_px=UNIT_FONT_PX,
-                                   unit_min_zoom=style.LABEL_STYLES[LABELLED].min_zoom)
+        placed = labels.web_labels(units, shown, zooms=range(MIN_ZOOM, MAX_ZOOM + 1))
         by_id = {f["id"]: f["properties"] for f in features}
         by_place = {p.id: p for p in shown}
         unit_rows = [(label, zoom) for label, zoom, _ in placed if label.part != "place" and zoom != labels.NEVER]

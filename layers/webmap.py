@@ -42,9 +42,6 @@ ZOOM_STEP = 0.25  # the map zooms in quarter steps (zoomSnap); labels and layers
 HIDDEN_AT_START = frozenset({"divisions", *style.HIDDEN_IN_ATLAS})  # unticked, unless the map's only layer
 WIDE_PX = 700  # narrower maps (embedded ones too) start with the legend and the layer list folded
 FOLD_COST = 0.75  # zoom levels an open legend may cost a wide map's first view before it starts folded
-# The label model sizes boxes at 0.6 em a character; DejaVu Sans Bold is wider, so boxes are sized for a
-# font this much larger than the one drawn (checked by the browser test of label overlaps).
-LABEL_BOX_PX = 2
 MAX_IDS = 500  # features a preview map may be asked to show by id
 DISPUTED_HOSTS = frozenset({"countries", "provinces"})  # layers whose borders the disputed lines mark
 DISPUTED_KEY = "Disputed boundary: status not agreed (see the note)"
@@ -251,9 +248,8 @@ def shown_places(view: View) -> list[places.Place]:
 def view_labels(units: list[labels.Label], shown: list[places.Place]) -> list[tuple[labels.Label, float, str]]:
     """(label, web min zoom, side) of the units' labels and the places' names (``labels.web_labels``), in
     the map's quarter zoom steps."""
-    font = style.LABEL_STYLES["wilayahs"]
     steps = [MIN_ZOOM + i * ZOOM_STEP for i in range(round((MAX_ZOOM - MIN_ZOOM) / ZOOM_STEP) + 1)]
-    return labels.web_labels(units, shown, steps, round(font.size) + LABEL_BOX_PX, font.min_zoom)
+    return labels.web_labels(units, shown, steps)
 
 
 def fit_bounds(atlas, view: View, shown: dict[str, list[int]]) -> list[list[float]]:
