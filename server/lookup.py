@@ -67,7 +67,9 @@ def openapi(ctx: oas.ApiContext) -> dict:
         "id": {"type": "string"}, "name": {"type": "string", "nullable": True}, "layer": {"type": "string"}}}
     wilayah = {"type": "object", "required": ["id", "unit", "name", "part", "confidence"], "properties": {
         "id": {"type": "string"}, "unit": {"type": "string"}, "name": {"type": "string"},
+        "label": {"type": "string", "description": "What the maps show, e.g. 'Zhob (possible extension)'"},
         "zone": {"type": "string", "nullable": True}, "part": {"type": "string", "enum": ["core", "extension"]},
+        "status": {"type": "string", "description": "'claimed', or 'unknown since <date>' for a continuation"},
         "confidence": {"type": "string", "enum": ["high", "medium", "low"]}, "basis": {"type": "string"},
         "valid_from": {"type": "string", "format": "date"},
         "valid_to": {"type": "string", "format": "date", "nullable": True},

@@ -47,6 +47,15 @@ def test_quetta_before_and_after_the_balochistan_split(locator):
     assert [(w["unit"], w["part"], w["confidence"]) for w in july["wilayahs"]] == [("zhob", "extension", "low")]
 
 
+def test_gilgit_after_december_2025_is_a_continuation_of_unknown_status(locator):
+    before = lookup.lookup(locator, 74.31, 35.92, "2025-06-01")  # Gilgit town
+    assert [(w["label"], w["status"]) for w in before["wilayahs"]] == [("Gilgit-Baltistan", "claimed")]
+    after = lookup.lookup(locator, 74.31, 35.92, "2026-01-01")
+    assert [(w["id"], w["label"], w["status"]) for w in after["wilayahs"]] == [
+        ("gilgit-baltistan-2025-12-25-extension", "Gilgit-Baltistan (status unknown since 2025-12-25)",
+         "unknown since 2025-12-25")]
+
+
 def test_a_tribal_district(locator):
     answer = lookup.lookup(locator, 70.07117, 33.00059, "2023-03-01")  # Miran Shah
     assert names(answer)["tribal_district"] == "North Waziristan"
