@@ -141,12 +141,19 @@ def gunicorn_master(serve_pid: int) -> int:
     return serve_pid
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """One process's memory in KiB from /proc/<pid>/smaps_rollup: ``rss`` (every page it maps),
+    ``pss`` (each shared page divided among its sharers) and ``uss`` (pages only it maps, Private_Clean +
+    Private_Dirty: what the process costs on its own). Zeros for a process that has gone."""
+    fields = {}
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            key, value = line.split(":", 1)
+            fields[key] = int(value.split()[0])
+    return {"rss": fields.get("Rss", 0), "pss": fields.get("Pss", 0),
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+
+
 def pss_kib(pids) -> int:
     """Proportional set size summed over processes: shared pages counted once in all, not once per process."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-    return total
+    return sum(memory_kib(pid)["pss"] for pid in pids)

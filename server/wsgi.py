@@ -6,5 +6,7 @@ server: a gthread worker gives each open connection a thread, so slow clients co
 
 from layers import store
 from server.app import create_app
+from server.serving import share_with_workers
 
 app = create_app(store.ensure_build())
+share_with_workers()  # with gunicorn --preload the workers then share the loaded build

@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-from bench.common import descendants, gunicorn_master
+from bench.common import descendants, gunicorn_master, memory_kib
 from layers import store
 from tests.conftest import free_port, start_server, stop_server, worker_pids
 
@@ -97,6 +97,29 @@ def test_killed_worker_is_replaced_without_failing_other_requests(built, data_ro
         replacement = wait_for_workers(arbiter, 2)
         assert replacement != workers
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+    finally:
+        stop_server(process)
+
+
+def test_workers_share_the_preloaded_build(built, data_root):
+    """Each worker's private memory (USS) stays a small part of what the loaded build takes (the
+    master's RSS): the workers share it copy-on-write (preloaded, its objects frozen out of the
+    garbage collector), idle and after serving pages and tiles. A worker loading the app itself, or
+    one whose collector visits the shared objects, would hold a copy of its own, hundreds of MB."""
+    process, url = start_server(built, data_root, workers=2)
+    try:
+        arbiter = gunicorn_master(process.pid)
+        workers = wait_for_workers(arbiter, 2)
+        master_rss = memory_kib(arbiter)["rss"]
+        assert master_rss > 200 * 1024, master_rss  # the whole build is loaded before the fork
+        idle = [memory_kib(pid)["uss"] for pid in workers]
+        with requests.Session() as session:
+            for path in ["/collections/tehsils/items?limit=200", "/collections/wilayahs/items?datetime=2023-07-01",
+                         "/tiles/atlas/5/22/13.mvt", "/tiles/atlas/7/89/52.mvt"] * 4:
+                assert session.get(url + path, timeout=30).status_code == 200, path
+        served = [memory_kib(pid)["uss"] for pid in workers]
+        assert max(idle) < master_rss * 0.05, (idle, master_rss)
+        assert max(served) < master_rss * 0.15, (served, master_rss)
     finally:
         stop_server(process)
 

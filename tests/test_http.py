@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import requests
 
 from server.app import create_app
-from geo.cache import ByteCache
+from geo.cache import ByteCache, SharedBudget
 
 
 def test_health_and_readiness(server, atlas):
@@ -53,6 +55,23 @@ def test_byte_cache_keeps_within_its_budget_and_evicts_least_recent():
     assert cache.get_or_make(47, lambda: b"gone") == b"gone"  # least recent: evicted
     huge = cache.get_or_make("huge", lambda: b"h" * 5000)
     assert huge == b"h" * 5000 and cache.used <= 1000  # larger than the budget: answered, not kept
+
+
+def test_caches_sharing_a_budget_evict_the_least_recent_entry_of_any():
+    shared = SharedBudget(1000)
+    pages, tiles = ByteCache(800, shared=shared), ByteCache(800, shared=shared)
+    pages.get_or_make("a", lambda: b"a" * 300)
+    tiles.get_or_make("b", lambda: b"b" * 300)
+    pages.get_or_make("c", lambda: b"c" * 300)
+    pages.get_or_make("a", lambda: b"again")  # a hit: "a" is now the most recent
+    tiles.get_or_make("d", lambda: b"d" * 300)  # 1200 bytes: the oldest of either cache ("b") goes
+    assert shared.used == 900 and (len(pages), len(tiles)) == (2, 1)
+    assert tiles.get_or_make("b", lambda: b"made") == b"made"  # evicted from tiles, by pages' use
+    assert pages.get_or_make("a", lambda: b"made") == b"a" * 300  # kept
+    held = pages.used
+    del pages
+    gc.collect()
+    assert shared.used == tiles.used and held > 0  # a dropped cache's bytes are freed for the others
 
 
 def test_nul_in_a_path_is_a_404_in_the_app_too(atlas):
