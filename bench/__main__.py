@@ -16,7 +16,7 @@ from pathlib import Path
 
 from geo import atomic
 
-MODULES = ("build", "features", "tiles", "pyramid", "maps", "export", "load", "soak", "slow", "join")
+MODULES = ("build", "features", "tiles", "pyramid", "publish", "maps", "export", "load", "soak", "slow", "join")
 
 
 def machine() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -17,6 +18,23 @@ import requests
 from geo import datasets
 from layers import store
 from tests.conftest import free_port, start_server, stop_server, worker_pids
+
+
+def timed(command: list[str], timeout: int = 1800) -> tuple[str | None, str]:
+    """"wall / CPU" seconds of a command (CPU: every process and thread of it, the fairer figure on a
+    machine others share), or None and the error."""
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    began, cpu_before = time.perf_counter(), cpu()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None, f"over {timeout} s"
+    if done.returncode:
+        return None, done.stderr.strip()[-200:]
+    return f"{time.perf_counter() - began:.1f} / {cpu() - cpu_before:.1f}", ""
 
 
 def row(benchmark: str, metric: str, value, unit: str = "", goal: str = "") -> dict:

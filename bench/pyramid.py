@@ -9,25 +9,21 @@ compared per zoom as the mean stored (gzipped) tile, over every tile each archiv
 from __future__ import annotations
 
 import json
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from pmtiles.reader import MmapSource
 from pmtiles.tile import deserialize_directory, deserialize_header, tileid_to_zxy
 
-from bench.common import row
+from bench.common import row, timed
 from bench.tiles import _tippecanoe_inputs
 from geo import datasets
 from layers import store
 from layers import tiles as layer_tiles
 
 MAXZOOM = 14
-TIMEOUT = 1800  # seconds per pyramid
 
 
 def zoom_sizes(path: Path) -> dict[int, tuple[int, int]]:
@@ -50,29 +46,11 @@ def zoom_sizes(path: Path) -> dict[int, tuple[int, int]]:
     return {zoom: (count, total) for zoom, (count, total) in sorted(sizes.items())}
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _timed(command: list[str]) -> tuple[str | None, str]:
-    """"wall / CPU" seconds of a command (CPU: every process and thread of it, the fairer figure on a
-    machine others share), or None and the error."""
-    began, cpu = time.perf_counter(), _cpu()
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        return None, f"over {TIMEOUT} s"
-    if done.returncode:
-        return None, done.stderr.strip()[-200:]
-    return f"{time.perf_counter() - began:.1f} / {_cpu() - cpu:.1f}", ""
-
-
 def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
     """Time both on one tileset; tile counts, archive sizes and the per-zoom mean tile size ratio."""
     label = f"{tileset} z0-{maxzoom}"
     ours, theirs = work / f"{tileset}-ours.pmtiles", work / f"{tileset}-tippecanoe.pmtiles"
-    seconds, error = _timed([sys.executable, "-m", "server", "tiles", "--build", str(atlas.root), "--tileset",
+    seconds, error = timed([sys.executable, "-m", "server", "tiles", "--build", str(atlas.root), "--tileset",
                              tileset, "--maxzoom", str(maxzoom), "--out", str(ours)])
     if seconds is None:
         return [row("pyramid", f"{label} ttp-atlas FAILED", error)]
@@ -90,7 +68,7 @@ def compare(atlas, tileset: str, maxzoom: int, work: Path) -> list[dict]:
         path.write_text(json.dumps(layer))
         inputs = ["-L", f"{tileset}:{path}"]
     bounds = ",".join(map(str, layer_tiles.pyramid_bounds(atlas, tileset)))
-    seconds, error = _timed([binary, "-o", str(theirs), "-Z0", f"-z{maxzoom}", "--force", "--quiet",
+    seconds, error = timed([binary, "-o", str(theirs), "-Z0", f"-z{maxzoom}", "--force", "--quiet",
                              f"--clip-bounding-box={bounds}", "--detect-shared-borders", "--no-tile-size-limit",
                              "--no-feature-limit", *inputs])
     if seconds is None:
