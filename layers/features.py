@@ -94,13 +94,32 @@ def collections() -> dict[str, Collection]:
     return {c.id: c for c in (*whole, *timed)}
 
 
+def collection_indices(atlas: store.Atlas, collection: Collection) -> list[int]:
+    """Positions in its layer of a collection's features (a period's: those valid on its first day)."""
+    features = atlas.features(collection.layer.id)
+    if collection.day is None:
+        return list(range(len(features)))
+    return wilayahs.valid_indices(features, collection.day, collection.day)
+
+
 def collection_features(atlas: store.Atlas, collection: Collection) -> tuple[list[dict], np.ndarray]:
-    """A collection's features and their aligned geometries (a period's: those valid on its first day)."""
+    """A collection's features (without geometry, see store.Atlas) and their aligned geometries."""
     features, geometries = atlas.features(collection.layer.id), atlas.geometries[collection.layer.id]
     if collection.day is None:
         return features, geometries
-    chosen = wilayahs.valid_indices(features, collection.day, collection.day)
+    chosen = collection_indices(atlas, collection)
     return [features[i] for i in chosen], np.asarray(geometries, dtype=object)[chosen]
+
+
+MULTI = (b'{"type":"Polygon","coordinates":', b'{"type":"MultiPolygon","coordinates":[')
+
+
+def feature_text(feature: dict, geometry: bytes) -> bytes:
+    """A feature as GeoJSON bytes from its dict without geometry and its geometry's text, a Polygon
+    written as a one-part MultiPolygon (one geometry type per collection; as geojson.as_multi)."""
+    if geometry.startswith(MULTI[0]):
+        geometry = MULTI[1] + geometry[len(MULTI[0]):-1] + b"]}"
+    return geojson.dumps(feature)[:-1] + b',"geometry":' + geometry + b"}"
 
 
 def layer_metadata(atlas: store.Atlas, layer_id: str, collection: Collection | None = None) -> dict:
@@ -150,7 +169,7 @@ JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 def queryables_schema(lf: LayerFeatures, url: str) -> dict:
     """OGC API - Features Part 3 queryables: a JSON Schema (2020-12) of the properties a client may
     filter on with ``name=value``, dates marked with their OGC temporal roles, and the geometry."""
-    kind = "point" if lf.features and lf.features[0]["geometry"]["type"] == "Point" else "multipolygon"
+    kind = "point" if len(lf.geometries) and lf.geometries[0].geom_type == "Point" else "multipolygon"
     properties = {"geometry": {"x-ogc-role": "primary-geometry", "format": f"geometry-{kind}",
                                "description": "Filtered with bbox (CRS84)."}}
     for q in lf.queryables.values():
@@ -180,7 +199,8 @@ def temporal_properties(lf: LayerFeatures) -> dict:
 class LayerFeatures:
     """One collection's features ready to answer queries: ids, JSON bytes, a spatial index, queryables."""
 
-    def __init__(self, collection: Collection, features: list[dict], geometries: np.ndarray, bbox: list[float]):
+    def __init__(self, collection: Collection, features: list[dict], geometries: np.ndarray, bbox: list[float],
+                 geometry_texts: list[bytes] = ()):
         self.collection, self.id, self.title = collection, collection.id, collection.title
         self.layer = collection.layer
         self.features, self.geometries = features, geometries
@@ -188,19 +208,22 @@ class LayerFeatures:
         self.position = {fid: i for i, fid in enumerate(self.ids)}
         self.queryables = _queryables(self.features, self.layer.temporal and collection.day is None)
         self.bbox = bbox
-        self.blobs = self.serialised()
+        self.blobs = self.serialised(geometry_texts)
 
-    def serialised(self) -> list[bytes]:
-        """Every feature as GeoJSON bytes, once at start (shared by forked workers)."""
-        return [geojson.dumps(geojson.as_multi(f)) for f in self.features]  # one geometry type per collection
+    def serialised(self, geometry_texts: list[bytes]) -> list[bytes]:
+        """Every feature as GeoJSON bytes, once at start (shared by forked workers), its geometry the text
+        the build wrote (store.Atlas.geometry_texts): no coordinate list is made."""
+        return [feature_text(f, g) for f, g in zip(self.features, geometry_texts, strict=True)]
 
     @classmethod
-    def of(cls, atlas: store.Atlas, collection: Collection) -> LayerFeatures:
-        """A collection of the catalogue (a layer, or one period of a timed layer)."""
+    def of(cls, atlas: store.Atlas, collection: Collection, geometry_texts: list[bytes] | None = None) -> LayerFeatures:
+        """A collection of the catalogue (a layer, or one period of a timed layer); ``geometry_texts``: its
+        layer's (read from the build when not given)."""
         features, geometries = collection_features(atlas, collection)
         bbox = atlas.manifest["layers"][collection.layer.id]["bbox"] if collection.day is None \
             else geojson.bbox(geometries)
-        return cls(collection, features, geometries, bbox)
+        texts = atlas.geometry_texts(collection.layer.id) if geometry_texts is None else geometry_texts
+        return cls(collection, features, geometries, bbox, [texts[i] for i in collection_indices(atlas, collection)])
 
     def blob(self, index: int) -> bytes:
         """One feature as GeoJSON bytes."""

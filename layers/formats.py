@@ -38,7 +38,7 @@ import topojson
 
 from geo import atomic, geojson
 from layers import build, gisstyles, store
-from layers.features import Collection, collection_features, collections, layer_metadata
+from layers.features import Collection, collection_features, collection_indices, collections, layer_metadata
 
 CRS84_NAME = {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}}  # GDAL reads it
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: same layer in, same archive out
@@ -100,12 +100,6 @@ def _properties(props: dict, meta: dict) -> dict:
 def multipolygons(geoms) -> np.ndarray:
     """Polygons as one-part MultiPolygons, so a layer has one declared geometry type."""
     return np.array([shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g for g in geoms], dtype=object)
-
-
-def _multi_geojson(geometry: dict) -> dict:
-    if geometry["type"] == "Polygon":
-        return {"type": "MultiPolygon", "coordinates": [geometry["coordinates"]]}
-    return geometry
 
 
 def text_value(value):
@@ -252,9 +246,9 @@ def _write_shapefile_zip(data: Table, fmt: Format, path: Path) -> None:
         _zip_folder(path, Path(folder), extra)
 
 
-def _collection(data: Table, atlas_features: list[dict]) -> dict:
-    features = [{**f, "geometry": _multi_geojson(f["geometry"]), "properties": props}
-                for f, props in zip(atlas_features, data.properties, strict=True)]
+def _collection(data: Table, atlas_features: list[dict], geometries: list[dict]) -> dict:
+    features = [geojson.as_multi({**f, "properties": props, "geometry": geometry})
+                for f, props, geometry in zip(atlas_features, data.properties, geometries, strict=True)]
     return geojson.feature_collection(features, name=data.id, **data.meta)
 
 
@@ -275,7 +269,9 @@ def produce(atlas: store.Atlas, collection_id: str, key: str, path: Path) -> Non
     collection = collections()[collection_id]
     data = table(atlas, collection)
     if key in ("geojson", "topojson"):
-        whole = _collection(data, collection_features(atlas, collection)[0])
+        indices = collection_indices(atlas, collection)
+        whole = _collection(data, collection_features(atlas, collection)[0],
+                            [atlas.geojson_geometry(collection.layer.id, i) for i in indices])
         atomic.write_bytes(path, geojson.dumps(whole) if key == "geojson" else _topojson(whole, data))
     else:
         with atomic.staged_file(path) as staged:

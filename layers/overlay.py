@@ -86,14 +86,15 @@ def event_feature(stream: events.Stream, joined: events.Joined) -> dict:
             "properties": properties}
 
 
-def count_feature(layer_id: str, unit: dict, month: str, tally: list[int]) -> dict:
-    """One unit feature's events and fatalities in one month, drawn with the unit's own geometry."""
+def count_feature(layer_id: str, unit: dict, geometry: dict, month: str, tally: list[int]) -> dict:
+    """One unit feature's events and fatalities in one month, drawn with the unit's own geometry (one
+    dict per unit, shared by its months)."""
     props = unit["properties"]
     properties = {"id": f"{unit['id']}/{month}", "unit_id": unit["id"], "name": props["name"]}
     if layer_id == "wilayahs":
         properties.update(part=props["part"], zone=props["zone"], label=style.label_text(props))
     properties.update(month=month, events=tally[0], fatalities=tally[1])
-    return {"type": "Feature", "id": properties["id"], "geometry": unit["geometry"], "properties": properties}
+    return {"type": "Feature", "id": properties["id"], "geometry": geometry, "properties": properties}
 
 
 def build(atlas: store.Atlas, stream: events.Stream) -> Overlay:
@@ -114,7 +115,10 @@ def build(atlas: store.Atlas, stream: events.Stream) -> Overlay:
                 tally = tallies[layer_id].setdefault((position, month), [0, 0])
                 tally[0] += 1
                 tally[1] += feature["properties"]["fatalities"]
-    counts = {layer_id: [count_feature(layer_id, atlas.collections[layer_id]["features"][position], month, tally)
+    shapes = {(layer_id, position): atlas.geojson_geometry(layer_id, position)
+              for layer_id, found in tallies.items() for position, _ in found}
+    counts = {layer_id: [count_feature(layer_id, atlas.collections[layer_id]["features"][position],
+                                       shapes[layer_id, position], month, tally)
                          for (position, month), tally in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
               for layer_id, found in tallies.items()}
     seen = sorted({key[1] for found in tallies.values() for key in found})
@@ -152,7 +156,7 @@ class OverlayFeatures(LayerFeatures):
             return (properties["date"] or "",) * 2
         return month_days(properties[MONTH])
 
-    def serialised(self) -> list[bytes]:
+    def serialised(self, geometry_texts: list[bytes]) -> list[bytes]:
         return []  # on demand: see blob
 
     def blob(self, index: int) -> bytes:

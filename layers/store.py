@@ -1,7 +1,9 @@
-"""Open a finished build: the layers as GeoJSON dicts and shapely arrays, checked against the manifest.
+"""Open a finished build: the layers' features (id and properties) and their shapely geometry, checked
+against the manifest.
 
 Every output (features API, maps, tiles, exports) reads layers through here, so a corrupt or partial
-build is refused in one place.
+build is refused in one place. The geometry is held once, as shapely arrays parsed by GEOS: the feature
+dicts carry no coordinate lists (as Python floats they cost about 170 MiB and a second of start).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +19,13 @@ import jsonschema
 import numpy as np
 import shapely
 
-from geo import datasets
+from geo import datasets, geojson
 from layers import build, catalogue, generalise, wilayahs
 
 BUILD_ENV = "TTP_ATLAS_BUILD"
+# A feature's geometry member as the build writes it (geo.geojson.dumps: compact, the feature's last
+# member). Inside a JSON string every '"' is escaped, so ',"geometry":' only ever matches a member name.
+GEOMETRY = re.compile(rb',"geometry":(null|\{"type":"[A-Za-z]+","coordinates":[-+0-9.eE,\[\]]*\})(?=\})')
 
 
 class BuildUnusable(RuntimeError):
@@ -33,9 +39,14 @@ def build_dir(environ: dict[str, str] | None = None) -> Path:
 
 @dataclass
 class Atlas:
+    """An opened build. ``collections`` holds each layer's FeatureCollection as in its GeoJSON file, except
+    that a feature dict has no ``geometry`` member (only ``type``, ``id`` and ``properties``): the geometry
+    is ``geometries[layer][i]``, aligned with the features; ``geojson_geometry`` gives it as a GeoJSON dict
+    and ``geometry_texts`` as the text the build wrote."""
+
     root: Path
     manifest: dict
-    collections: dict[str, dict]  # layer id -> FeatureCollection (plain dicts)
+    collections: dict[str, dict]  # layer id -> FeatureCollection of features without geometry
     geometries: dict[str, np.ndarray] = field(default_factory=dict)  # aligned with collection features
     _generalised: dict[tuple[str, int], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -81,6 +92,20 @@ class Atlas:
         for layer_id in catalogue.LAYER_IDS:
             for level in generalise.LEVELS:
                 self.generalised(layer_id, level)
+
+    def geojson_geometry(self, layer_id: str, index: int) -> dict | None:
+        """One feature's geometry as a GeoJSON dict, written as the build wrote it (geo.geojson)."""
+        return geojson.geometry_dict(self.geometries[catalogue.layer(layer_id).id][index])
+
+    def geometry_texts(self, layer_id: str) -> list[bytes]:
+        """Every feature's geometry exactly as the build wrote it (its GeoJSON text, read again from the
+        layer's file), for serialising a whole layer without building coordinate lists; each equals
+        ``geojson.dumps(self.geojson_geometry(layer_id, i))`` (tests/test_store.py)."""
+        path = self.file(layer_id)
+        payload = path.read_bytes()
+        if hashlib.sha256(payload).hexdigest() != self.manifest["layers"][layer_id]["sha256"]:
+            raise BuildUnusable(f"{path} changed since the build was opened: restart the server")
+        return [m.group(1) for m in GEOMETRY.finditer(payload)]
 
     @property
     def pakistan_bounds(self) -> tuple[float, float, float, float]:
@@ -147,10 +172,11 @@ def open_build(root: Path) -> Atlas:
         payload = path.read_bytes()
         if hashlib.sha256(payload).hexdigest() != expected[layer_id]["sha256"]:
             raise BuildUnusable(f"{path} does not match {build.MANIFEST} (corrupt or edited): rebuild it")
-        collections[layer_id] = json.loads(payload)
-        # GEOS parses the whole file at once: one geometry per feature, in order
+        # GEOS parses the whole file at once: one geometry per feature, in order; json only the rest
         geometries[layer_id] = shapely.get_parts(shapely.from_geojson(payload))
-        if len(geometries[layer_id]) != len(collections[layer_id]["features"]):
+        stripped, found = GEOMETRY.subn(b"", payload)
+        collections[layer_id] = json.loads(stripped)
+        if not len(geometries[layer_id]) == found == len(collections[layer_id]["features"]):
             raise BuildUnusable(f"{path} has features without geometry: rebuild it")
     for name, digest in manifest["files_sha256"].items():
         if not (root / name).is_file() or datasets.sha256_file(root / name) != digest:

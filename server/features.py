@@ -46,7 +46,8 @@ class Service:
 
     def __init__(self, atlas: store.Atlas, overlay: overlays.Overlay | None = None):
         self.atlas = atlas
-        self.layers = {cid: LayerFeatures.of(atlas, c) for cid, c in all_collections().items()}
+        texts = {layer_id: atlas.geometry_texts(layer_id) for layer_id in atlas.collections}  # read once per layer
+        self.layers = {cid: LayerFeatures.of(atlas, c, texts[c.layer.id]) for cid, c in all_collections().items()}
         self.layers.update(overlay_features(atlas, overlay) if overlay else {})  # the user's events, if loaded
         self.started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.api = openapi.ApiContext(atlas, {lid: lf.queryables for lid, lf in self.layers.items()},
