@@ -226,7 +226,8 @@ def test_every_style_endpoint_is_in_the_openapi_document(server):
 
 def write_gpkg(atlas, path: Path, layer_ids) -> None:
     for layer_id in layer_ids:
-        frame = geopandas.GeoDataFrame.from_features(atlas.features(layer_id), crs="EPSG:4326")
+        frame = geopandas.GeoDataFrame([f["properties"] for f in atlas.features(layer_id)],
+                                       geometry=list(atlas.geometries[layer_id]), crs="EPSG:4326")
         pyogrio.write_dataframe(frame, path, layer=layer_id, driver="GPKG", promote_to_multi=True)
 
 
