@@ -282,7 +282,9 @@ class LayerFeatures:
 
 # --- datetime (RFC 3339 instant or interval) -------------------------------------------------
 
-INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?([Zz]|([+-])(\d{2}):(\d{2})))?")
+# A date, optionally with a full time; a bare trailing "T" is a date too (GDAL 3.6's OAPIF driver sends
+# "2023-08-01T" for a -where on a date field).
+INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?([Zz]|([+-])(\d{2}):(\d{2}))|[Tt])?")
 # The same as a JSON Schema pattern (for the OpenAPI document): an instant, or an interval of two.
 DATETIME_PATTERN = rf"^{INSTANT.pattern}$|^({INSTANT.pattern}|\.\.)?/({INSTANT.pattern}|\.\.)?$"
 DATETIME_VALID = ("an RFC 3339 date-time or date (2023-07-01T00:00:00Z, 2023-07-01), or an interval "

@@ -10,12 +10,13 @@ from the atlas (the same object: no copy). The server loads the file named by ``
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import gc
 import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import shapely
 
 from geo import geojson
 from layers import catalogue, events, lookup, store, style
-from layers.features import Collection, LayerFeatures, QueryError, Queryable
+from layers.features import DOMAINS, Collection, LayerFeatures, QueryError, Queryable
 
 EVENTS_ENV = "TTP_ATLAS_EVENTS"  # path of the user's event file (ACLED, UCDP GED, GTD or plain CSV)
 COUNT_LAYERS = ("wilayahs", "districts")
@@ -52,9 +53,10 @@ def month_days(month: str) -> tuple[str, str]:
 
 
 def check_month(overlay, text: str | None) -> str:
-    """``text`` if it is one of ``overlay.months`` (None or empty: the last); ValueError saying which are."""
+    """``text`` if it is one of ``overlay.months`` (None: the last); ValueError saying which are (an empty
+    month is none of them)."""
     months = overlay.months
-    if not text and months:
+    if text is None and months:
         return months[-1]
     if not (text and re.fullmatch(MONTH_PATTERN, text, re.ASCII) and text in months):
         raise ValueError(f"a month YYYY-MM of the event file's placed events, from {months[0]} to {months[-1]}"
@@ -138,6 +140,10 @@ class OverlayFeatures(LayerFeatures):
         self.shapes = {key: geojson.dumps(geojson.as_multi({"geometry": shape})["geometry"])
                        for key, shape in shared.items()}
         super().__init__(collection, features, geometries, bbox)
+        # The file's values are not the valid ones (a unit or district with no events is still one: 0
+        # features, not a 400): only the data contract's domains stay listed.
+        self.queryables = {name: q if q.prop in DOMAINS else replace(q, values=None)
+                           for name, q in self.queryables.items()}
         span = f"from {months[0]} to {months[-1]}" if months else "none: no event of the file could be placed"
         self.queryables.pop("date", None)  # any day may be asked for, not only those with events
         if features and "date" in features[0]["properties"]:
@@ -185,12 +191,23 @@ class OverlayFeatures(LayerFeatures):
         month, day = filters.get(MONTH), filters.get("date")
         if month is not None:
             try:
-                check_month(self, month or "-")  # given empty: no month
+                check_month(self, month)
             except ValueError as error:
                 raise QueryError(MONTH, month, str(error)) from None
-        if day is not None and not re.fullmatch(DATE_PATTERN, day, re.ASCII):
-            raise QueryError("date", day, "a day YYYY-MM-DD (datetime takes intervals)")
+        if day is not None and not _calendar_day(day):
+            raise QueryError("date", day, "a day YYYY-MM-DD of the calendar (datetime takes intervals)")
         super().check_filters({k: v for k, v in filters.items() if k not in (MONTH, "date")})
+
+
+def _calendar_day(text: str) -> bool:
+    """Whether ``text`` is YYYY-MM-DD and such a day exists (not 2023-02-30)."""
+    if not re.fullmatch(DATE_PATTERN, text, re.ASCII):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def overlay_features(atlas: store.Atlas, overlay: Overlay) -> dict[str, OverlayFeatures]:

@@ -262,7 +262,9 @@ def collections():
 
 @blueprint.get("/collections/<layer_id>")
 def collection(layer_id: str):
-    args = params(["f"])
+    # The items parameters are accepted and ignored here: GDAL 3.6 opens "OAPIF:.../collections/{id}?month=..."
+    # by sending that query string with every request, this one included.
+    args = params([*ITEM_PARAMS, *layer_features(layer_id).queryables])
     doc = collection_doc(layer_features(layer_id), base_url())
     if output(args) == "html":
         return page("features_collection.html", doc["title"], f"{doc['links'][0]['href']}?f=json",

@@ -97,6 +97,7 @@ def test_items_parameters_are_shared_components(server):
     ("0001-01-01T00:00:00+01:00/9999-12-31T23:59:59-01:00", (None, None)),
     ("../2023-07-01", (None, "2023-07-01")), ("/2023-07-01", (None, "2023-07-01")),
     ("2023-07-01/", ("2023-07-01", None)), ("../..", (None, None)),
+    ("2023-08-01T/..", ("2023-08-01", None)), ("2023-08-01T/2023-08-31T", ("2023-08-01", "2023-08-31")),
 ])
 def test_parse_datetime(value, interval):
     assert parse_datetime(value) == interval
@@ -131,6 +132,16 @@ def test_the_qgis_filter_valid_from_before_a_date_returns_the_features(server):
     want = [f["id"] for f in wilayahs.select(get_json(server, "/collections/wilayahs/items")["features"],
                                              None, "2023-07-01")]
     assert [f["id"] for f in doc["features"]] == want and doc["numberMatched"] == len(want) > 15
+
+
+def test_gdal_date_filters_reach_the_server_as_dates(server):
+    """GDAL 3.6 sends a -where on the interval's start as ``datetime=<date>T/..`` (a bare "T"): the server
+    takes it as a date and answers what that interval means in OGC API - Features, the features valid on or
+    after the day (GDAL does not filter further)."""
+    frame = pyogrio.read_dataframe(f"OAPIF:{server}/collections/wilayahs", where="valid_from >= '2023-06-30'")
+    want = sorted(f["id"] for f in get_json(server, "/collections/wilayahs/items")["features"]
+                  if wilayahs.valid_during(f["properties"], "2023-06-30", None))
+    assert sorted(frame["id"]) == want and len(want) > 12
 
 
 # --- queryables and temporal properties ------------------------------------------------------
