@@ -314,7 +314,8 @@ def qgis_renderer(layer_id: str) -> ET.Element:
 def qgis_label_settings(layer_id: str, font: style.Font, around: float | None = None) -> ET.Element:
     """QGIS label settings (a ``settings`` element): the label text, font, halo, placement over the polygon
     or point; ``around``: beside the point at that distance (px), where QGIS finds room. Labels of the tiles'
-    point layers are all shown (the tiles carry a point from the zoom where it is clear)."""
+    point layers are all shown (the tiles carry a point from the zoom where it is clear), as are the claimed
+    units' names."""
     settings = ET.Element("settings", calloutType="simple")
     text = ET.SubElement(settings, "text-style", {
         "fieldName": font.field, "isExpression": "0", "fontFamily": font.family,
@@ -331,7 +332,10 @@ def qgis_label_settings(layer_id: str, font: style.Font, around: float | None = 
                                           "centroidWhole": "0", "fitInPolygonOnly": "0", "dist": _mm(around or 0),
                                           "distUnits": "MM", "priority": "8" if layer_id in (
                                               *style.CLAIMED_LAYERS, LABELS) else "3"})
-    ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "1" if points else "0",
+    # every claimed unit is named at any scale (QGIS would silently drop a colliding one, as it dropped Dera
+    # Ismail Khan at national scale); civil names may give way
+    shown_always = points or layer_id in style.CLAIMED_LAYERS
+    ET.SubElement(settings, "rendering", {"drawLabels": "1", "obstacle": "1", "displayAll": "1" if shown_always else "0",
                                           "labelPerPart": "0"})
     return settings
 

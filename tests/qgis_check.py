@@ -126,7 +126,7 @@ def check_gpkg(path: str, *names: str) -> dict:
 def check_project(path: str, out: str, day: str, tiles_out: str) -> dict:
     project = QgsProject.instance()
     ok = project.read(path)
-    render([node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()], out, day)
+    labels = render([node.layer() for node in project.layerTreeRoot().findLayers() if node.isVisible()], out, day)
     drawn = render([layer for layer in project.mapLayers().values() if isinstance(layer, QgsVectorTileLayer)],
                    tiles_out)
     layers = {}
@@ -145,7 +145,8 @@ def check_project(path: str, out: str, day: str, tiles_out: str) -> dict:
     time = project.timeSettings().temporalRange()
     return {"read": ok, "layers": layers, "crs": project.crs().authid(),
             "time": [time.begin().toString("yyyy-MM-dd"), time.end().toString("yyyy-MM-dd")],
-            "abstract": project.metadata().abstract(), "title": project.metadata().title(), "tile_labels": drawn}
+            "abstract": project.metadata().abstract(), "title": project.metadata().title(), "tile_labels": drawn,
+            "labels": labels}
 
 
 def main() -> None:

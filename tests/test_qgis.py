@@ -130,6 +130,10 @@ def test_qgis_project_loads_every_layer(server, tmp_path, artifacts):
                                                     timeout=60).json()["features"]), name
         assert info["rights"] and info["licenses"], name
     assert oapif["TTP wilayahs (claimed units)"]["temporal"]["active"]
+    # at national scale (500 px) every unit of the day is named, none dropped for want of room
+    units = {f["properties"]["label"] for f in wilayahs.select(
+        requests.get(f"{server}/collections/wilayahs/items", timeout=60).json()["features"], "2023-07-01")}
+    assert len(units) == 15 and units <= set(result["labels"]), units - set(result["labels"])
     tiles = [info for info in result["layers"].values() if info["provider"] == "vectortile"]
     assert len(tiles) == 1 and tiles[0]["valid"] and not tiles[0]["visible"]
     assert tiles[0]["styles"]["wilayahs: North zone"] == "#%02x0072b2" % round(255 * style.ZONE_FILL_OPACITY)
