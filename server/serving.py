@@ -162,6 +162,9 @@ http {{
     server {{
         listen {listen} backlog=4096;
         location / {{
+            # a request line is ASCII (RFC 9112; other characters are percent-encoded): refuse raw bytes here,
+            # as a problem document, before gunicorn answers them with an HTML page
+            if ($request_uri ~ "[^\\x21-\\x7e]") {{ return 400; }}
             proxy_pass http://atlas;
             proxy_redirect off;
             proxy_set_header Host $http_host;

@@ -161,11 +161,14 @@ REFUSED_UPSTREAM = [
     (400, request_with("GET /healthz HTTP/1.1", "Content-Length: x")),
     (413, request_with("GET /healthz HTTP/1.1", "Content-Length: 5000")),
     (501, request_with("GET /healthz HTTP/1.1", "Transfer-Encoding: gzip")),
+    (400, request_with("GET /\xff HTTP/1.1")),  # raw bytes outside ASCII in the request line
+    (400, request_with("GET /map?x=\xc3\xa9 HTTP/1.1")),
+    (400, request_with("GET /collections/events/items?month=2023-07\xff HTTP/1.1")),
 ]
 
 
 @pytest.mark.parametrize(("status", "request_bytes"), REFUSED_UPSTREAM,
-                         ids=[f"{status} {r[:40].decode()}" for status, r in REFUSED_UPSTREAM])
+                         ids=[f"{status} {r[:40].decode('latin-1')}" for status, r in REFUSED_UPSTREAM])
 def test_front_end_refusals_are_problem_documents(server, status, request_bytes):
     response = raw_exchange(server, request_bytes)
     assert response.status == status, (response.status, response.body[:200])
