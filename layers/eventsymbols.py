@@ -80,6 +80,18 @@ def month_totals(overlay, month: str) -> tuple[int, int, int]:
             sum(p.get("fatalities") or 0 for p in placed))
 
 
+def counted(n: int, one: str, many: str) -> str:
+    """"1 event", "2 events"."""
+    return f"{n} {one if n == 1 else many}"
+
+
+def totals_text(overlay, month: str) -> str:
+    """The month's totals as maps state them: "10 events placed (9 in a claimed unit), 19 fatalities"."""
+    placed, in_units, fatalities = month_totals(overlay, month)
+    return (f"{counted(placed, 'event', 'events')} placed ({in_units} in a claimed unit), "
+            f"{counted(fatalities, 'fatality', 'fatalities')}")
+
+
 def legend_counts(largest: int) -> list[int]:
     """Event counts for the legend's circles: the largest, then round numbers near a quarter and a
     sixteenth of it (areas 1, 1/4, 1/16), each shown once."""

@@ -451,7 +451,7 @@ def legend_entries(shown: list[Shown], disputed_shown: bool = False, place_kinds
 def event_legend_rows(overlay) -> list[dict]:
     """The legend's event circles: the largest count of any month and round fractions of it."""
     largest = eventsymbols.largest_count(overlay)
-    sizes = [(f"{n} event{'s' if n != 1 else ''}", eventsymbols.radius_px(n, largest))
+    sizes = [(eventsymbols.counted(n, "event", "events"), eventsymbols.radius_px(n, largest))
              for n in eventsymbols.legend_counts(largest)]
     return [{"kind": "header", "label": "Events per claimed unit in the month"},
             {"kind": "circles", "sizes": sizes, "gid": "legend-events"}]
@@ -469,12 +469,14 @@ def publications(shown: list[Shown]) -> list[str]:
 
 
 def credit_lines(atlas, shown: list[Shown], claimed: bool, disputed_shown: bool = False,
-                 places_shown: bool = False, overlay=None) -> list[str]:
-    """Caveat, boundary note, wilayah sources and data licences (GeoNames' when places are named; the event
-    data's, with the counts caveat, when events are drawn): the footer, before wrapping."""
+                 places_shown: bool = False, overlay=None, month: str = "") -> list[str]:
+    """Caveat, boundary note, wilayah sources and data licences (GeoNames' when places are named; when the
+    events of ``month`` are drawn, their totals, the counts caveat and the event data's credits): the footer,
+    before wrapping."""
     lines = ([catalogue.CAVEAT] if claimed else []) + ([disputed.NOTE] if disputed_shown else [])
     if overlay is not None:
-        lines.append(f"{eventsymbols.CAVEAT} {' '.join(overlay.credits)}".strip())
+        totals = f"{eventsymbols.month_title(month)}: {eventsymbols.totals_text(overlay, month)}."
+        lines.append(f"{totals} {eventsymbols.CAVEAT} {' '.join(overlay.credits)}".strip())
     sources = publications(shown)
     if sources:
         lines.append("Claimed units as reported by: " + "; ".join(sources) + ".")
@@ -1003,9 +1005,9 @@ def framing(options: Options, footer_count: int) -> tuple[Layout, View]:
 
 
 def footer_lines(atlas, shown: list[Shown], disputed_shown: bool, width_mm: float, scale: float,
-                 places_shown: bool = False, overlay=None) -> list[str]:
+                 places_shown: bool = False, overlay=None, month: str = "") -> list[str]:
     claimed = any(catalogue.layer(s.layer_id).claimed and s.features for s in shown)
-    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown, places_shown, overlay)
+    return [line for text in credit_lines(atlas, shown, claimed, disputed_shown, places_shown, overlay, month)
             for line in wrap(text, width_mm, 6.5 * scale)]
 
 
@@ -1027,7 +1029,7 @@ def render(atlas, options: Options, overlay=None) -> Rendered:
     shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]
     lines = disputed_in_view(atlas, view)
     footer = footer_lines(atlas, shown, len(lines) > 0, options.size_mm[0] - 2 * box.margin, scale,
-                          bool(named_places(view)), overlay)
+                          bool(named_places(view)), overlay, options.month)
     if len(footer) != guess:
         box, view = framing(options, len(footer))
         shown = [layer_in_view(atlas, lid, view, options.date) for lid in layer_ids]

@@ -434,7 +434,8 @@ def event_rows(symbols: list[eventsymbols.EventSymbol], month: str, source: str)
                         (("Month", when), ("Events", s.events), ("Fatalities", s.fatalities), ("Events file", source)))
         popup = (f'<div class="atlas-popup"><h3>{esc(s.text)}</h3><table>{table}</table>'
                  f'<p class="caveat">{esc(eventsymbols.CAVEAT)}</p></div>')
-        tip = esc(f"{s.text}: {s.events} events, {s.fatalities} fatalities ({when})")
+        tip = esc(f"{s.text}: {eventsymbols.counted(s.events, 'event', 'events')}, "
+                  f"{eventsymbols.counted(s.fatalities, 'fatality', 'fatalities')} ({when})")
         rows.append([round(s.lat, 5), round(s.lon, 5), round(s.radius_px, 2), tip, popup])
     return rows
 
@@ -442,7 +443,7 @@ def event_rows(symbols: list[eventsymbols.EventSymbol], month: str, source: str)
 def event_keys(overlay) -> list[tuple[dict, str]]:
     """The legend's circles: the largest count of any month and round fractions of it."""
     largest = eventsymbols.largest_count(overlay)
-    return [(event_path(eventsymbols.radius_px(n, largest)), f"{n} event{'s' if n != 1 else ''}")
+    return [(event_path(eventsymbols.radius_px(n, largest)), eventsymbols.counted(n, "event", "events"))
             for n in eventsymbols.legend_counts(largest)]
 
 
@@ -450,9 +451,8 @@ def events_html(view: View, overlay) -> str:
     """The month's totals, the counts caveat and, on served pages, the month control: previous and next
     links, a slider over every month of the events, and the month written out."""
     esc, months = html.escape, overlay.months
-    placed, in_units, fatalities = eventsymbols.month_totals(overlay, view.month)
-    out = (f'<p class="atlas-events">{placed} events placed ({in_units} in a claimed unit), {fatalities} '
-           f'fatalities; units as of {view.as_of}; events: {esc(overlay.source)}</p>'
+    out = (f'<p class="atlas-events">{eventsymbols.totals_text(overlay, view.month)}; units as of {view.as_of}; '
+           f'events: {esc(overlay.source)}</p>'
            f'<p class="atlas-caveat">{esc(eventsymbols.CAVEAT.split(": ")[0])}.</p>')
     if not view.date_links or view.embed:
         return out

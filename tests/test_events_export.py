@@ -5,6 +5,7 @@ map and events report; the options' refusals."""
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 
 import numpy as np
@@ -123,6 +124,9 @@ def test_legend_credits_and_caveat_are_text_and_the_legend_circle_is_drawn(event
     for expected in ("Events per TTP claimed unit, July 2023", "Events per claimed unit in the month", "6 events",
                      "2 events", eventsymbols.CAVEAT, "Event data: events-acled.csv, from ACLED", *events.credits):
         assert expected in text, expected
+    in_units = sum(n for (_, month), (n, _) in eventfiles.COUNTS.items() if month == MONTH)
+    totals = re.search(r"July 2023: (\d+) events? placed \((\d+) in a claimed unit\), (\d+) fatalit", text)
+    assert totals and int(totals[2]) == in_units and int(totals[1]) >= in_units  # the month's totals, stated
     largest = next(a for a in rendered.figure.findobj() if a.get_gid() == "legend-events-0")
     box = largest.get_window_extent()
     column, row = int((box.x0 + box.x1) / 2), int(page.shape[0] - (box.y0 + 0.85 * box.height))
