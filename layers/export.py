@@ -429,9 +429,11 @@ def legend_entries(shown: list[Shown], disputed_shown: bool = False, place_kinds
         rows += [{"kind": "swatch", "label": style.CONFIDENCE_STYLES[c]["label"],
                   "style": {**style.wilayah_style(None, c), "stroke": INK, "fill": INK},
                   "gid": f"legend-confidence-{c}"} for c in levels]
-    if any(p.get("part") == "extension" for p in claimed):
-        rows.append({"kind": "swatch", "label": style.PART_LABELS["extension"], "gid": "legend-extension",
-                     "style": {**style.wilayah_style(None, "low", "extension"), "stroke": INK, "hatch_colour": INK}})
+    extensions = [p for p in claimed if p.get("part") == "extension"]
+    if extensions:
+        hatched = {**style.wilayah_style(None, "low", "extension"), "stroke": INK, "hatch_colour": INK}
+        rows += [{"kind": "swatch", "label": text, "gid": f"legend-extension{'-status' * i}", "style": hatched}
+                 for i, text in enumerate([style.PART_LABELS["extension"], *style.status_notes(extensions)])]
     civil = [s.layer_id for s in shown if not catalogue.layer(s.layer_id).claimed and s.features]
     if civil:
         rows.append({"kind": "header", "label": "Boundaries"})

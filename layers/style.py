@@ -220,6 +220,12 @@ def symbol_of(layer_id: str, properties: dict) -> Symbol:
     return next(c.symbol for c in LAYER_STYLES[layer_id].classes if matches(c, properties))
 
 
+def status_notes(members: list[dict]) -> list[str]:
+    """Legend lines for the hatched features of ``members`` whose status is not simply "claimed" (a
+    continuation a later report leaves unnamed): "Status unknown since 2025-12-25", each once."""
+    return list(dict.fromkeys(f"Status {p['status']}" for p in members if p.get("status") not in (None, "claimed")))
+
+
 def label_text(properties: dict) -> str:
     """The label of a claimed unit or civil feature: a unit whose status is not simply "claimed" says
     its status (e.g. "(status unknown since 2025-12-25)"), any other extension says it is one."""

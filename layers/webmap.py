@@ -395,9 +395,10 @@ def legend_keys(layer_id: str, props_list: list[dict]) -> list[tuple[dict, str]]
         return [(leaflet_style(layer_id, {}), catalogue.layer(layer_id).title)]
     keys = []
     for style_class in style.LAYER_STYLES[layer_id].classes:
-        sample = next((p for p in props_list if style.matches(style_class, p)), None)
-        if sample is not None:
-            keys.append((leaflet_style(layer_id, sample), style_class.title))
+        members = [p for p in props_list if style.matches(style_class, p)]
+        if members:
+            keys += [(leaflet_style(layer_id, members[0]), text)
+                     for text in [style_class.title, *style.status_notes(members)]]
     return keys
 
 

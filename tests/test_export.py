@@ -342,6 +342,18 @@ def test_a_label_with_a_trailing_phrase_goes_on_two_lines_and_stays_text(atlas, 
     export.release(rendered.figure)
 
 
+def test_the_legend_has_a_status_entry_only_where_a_continuation_is_shown(atlas):
+    """The continuation is hatched like an extension; the legend says what else that hatch means, on its
+    own row, and only on maps that show one."""
+    def legend(day: str) -> list[str]:
+        shown = [export.layer_in_view(atlas, "wilayahs", export.make_view(atlas.pakistan_bounds, (200, 150), 72), day)]
+        return [row["label"] for row in export.legend_entries(shown) if row["kind"] == "swatch"]
+
+    later, earlier = legend("2026-01-01"), legend("2023-07-01")
+    assert later[later.index(style.PART_LABELS["extension"]) + 1] == "Status unknown since 2025-12-25"
+    assert style.PART_LABELS["extension"] in earlier and not any(text.startswith("Status") for text in earlier)
+
+
 def test_a_unit_without_room_is_a_warning_never_a_silent_gap(atlas, caplog):
     options = export.parse_options(atlas, datetime=DATE, dpi="50", size="100x100mm")
     with caplog.at_level(logging.WARNING, logger=export.__name__), export.matplotlib.rc_context(export.RC):

@@ -482,6 +482,10 @@ def test_popup_of_a_continuation_says_its_status_is_unknown(atlas):
     assert f"<summary>Sources ({len(props['sources'])})</summary>" in popup
     claimed = next(f for f in atlas.features("wilayahs", JULY_2023) if f["properties"]["part"] == "extension")
     assert "Status" not in webmap.popup_html("wilayahs", claimed["properties"], {})
+    later = [text for _, text in webmap.legend_keys("wilayahs", [f["properties"] for f in atlas.features("wilayahs", "2026-01-01")])]
+    assert later[later.index("North zone, possible extension") + 1] == "Status unknown since 2025-12-25"
+    earlier = [text for _, text in webmap.legend_keys("wilayahs", [f["properties"] for f in atlas.features("wilayahs", JULY_2023)])]
+    assert not any(text.startswith("Status") for text in earlier)
 
 
 def test_preview_by_ids_fits_its_features(server, atlas):
