@@ -127,8 +127,10 @@ def detect(header: list[str]) -> Layout:
     for layout in LAYOUTS:
         if set(layout.required) <= names:
             return layout
-    raise EventFileError("unknown header (" + ",".join(header[:8]) + ("..." if len(header) > 8 else "")
-                         + "): accepted layouts are " + "; ".join(layout.title for layout in LAYOUTS))
+    shown = ",".join(header[:8])
+    shown = shown if shown.isprintable() and len(shown) <= 200 else ascii(shown[:200])  # a binary file: one line
+    raise EventFileError(f"unknown header ({shown}{'...' if len(header) > 8 else ''}): accepted layouts are "
+                         + "; ".join(layout.title for layout in LAYOUTS))
 
 
 @lru_cache(maxsize=65536)

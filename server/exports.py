@@ -180,9 +180,13 @@ def load_events(atlas, args) -> tuple[overlays.Overlay | None, lookup.Locator | 
         return None, None
     locator = lookup.Locator(atlas)
     try:
-        return overlays.load(atlas, args.events, locator), locator
+        events = overlays.load(atlas, args.events, locator)
     except event_files.EventFileError as error:
         raise export.ExportOptionError("events", str(args.events), str(error)) from None
+    if not events.months:  # nothing to draw: say so of the file, not of a month never asked for
+        raise export.ExportOptionError("events", str(args.events), "a file with at least one event placed by its "
+                                                                    "date and place (this one has none)")
+    return events, locator
 
 
 def name_pattern(args, series: list) -> str:

@@ -166,6 +166,19 @@ def test_cli_bad_event_options_exit_2_naming_them(run_cli, event_file, tmp_path,
     assert named in error and error.count("\n") == 1 and not (tmp_path / "map.pdf").exists()
 
 
+@pytest.mark.parametrize(("content", "said"), [
+    (b"date,lon,lat,fatalities\n", "has none"),  # a header and no rows: the file is named, not a month
+    (bytes(range(256)) * 8, "unknown header")])  # binary: one printable line, not its bytes
+def test_cli_event_files_that_cannot_be_drawn_are_one_line_naming_the_file(run_cli, tmp_path, capsys, content, said):
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    assert run_cli("--events", str(path), "--out", str(tmp_path / "map.pdf")) == 2
+    error = capsys.readouterr().err
+    assert "--events" in error and said in error and error.count("\n") == 1
+    assert all(ch.isprintable() for ch in error.rstrip("\n")) and len(error) < 1200
+    assert not (tmp_path / "map.pdf").exists()
+
+
 def test_cli_reads_a_latin_1_gtd_file_for_the_map_and_the_report(run_cli, tmp_path):
     """GTD's CSV exports are Latin-1: the map's overlay and the report both read it."""
     gtd = tmp_path / "gtd.csv"
