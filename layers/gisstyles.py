@@ -140,12 +140,6 @@ def _label_layer(layer_id: str, font: style.Font, tileset: str, points: bool) ->
     return layer
 
 
-def _by(field: str, values: dict, fallback):
-    """A data-driven value: ``values[feature[field]]``, else ``fallback``."""
-    cases = [item for key, value in values.items() for item in (key, value)]
-    return ["match", ["get", field], *cases, fallback]
-
-
 TEXT_ANCHORS = {("left", "middle"): "left", ("left", "bottom"): "bottom-left", ("left", "top"): "top-left",
                 ("right", "middle"): "right", ("center", "bottom"): "bottom", ("center", "top"): "top",
                 ("center", "middle"): "center"}
@@ -153,35 +147,32 @@ TEXT_ANCHORS = {("left", "middle"): "left", ("left", "bottom"): "bottom-left", (
 
 def _place_layers(tileset: str, glyphs: bool) -> list[dict]:
     """Places from the tiles' ``places`` layer: a circle per place (a dot in it for a ring marker), and with
-    glyphs its name on the side the tile says (``side``), offset from the marker as on the web map."""
-    looks = style.PLACE_STYLES
-
+    glyphs its name on the side the tile says (``side``), offset from the marker as on the web map. One layer
+    per kind (and side) with constant values: QGIS 3.22 reads ``match`` expressions in these properties as
+    their fallback, which centred every name over its marker."""
     def layer(key: str, kind: str, where, paint: dict, layout: dict | None = None) -> dict:
         out = _layer(PLACES, key, kind, where, paint, tileset, layout)
         out["source-layer"] = PLACES
         return out
 
-    layers = [layer("marker", "circle", (), {
-        "circle-radius": _by("kind", {k: _number(v.size / 2 - v.stroke_width) for k, v in looks.items()}, 2),
-        "circle-color": _by("kind", {k: v.fill for k, v in looks.items()}, style.INK),
-        "circle-stroke-color": _by("kind", {k: v.stroke for k, v in looks.items()}, style.HALO),
-        "circle-stroke-width": _by("kind", {k: _number(v.stroke_width) for k, v in looks.items()}, 1)})]
-    rings = tuple(k for k, v in looks.items() if v.marker == "ring")
-    if rings:
-        layers.append(layer("ring", "circle", (("kind", rings),), {
-            "circle-radius": _by("kind", {k: _number(looks[k].size / 5) for k in rings}, 1),
-            "circle-color": _by("kind", {k: looks[k].stroke for k in rings}, style.INK)}))
+    layers = []
+    for kind, look in style.PLACE_STYLES.items():
+        layers.append(layer(f"{kind}-marker", "circle", (("kind", (kind,)),), {
+            "circle-radius": _number(look.size / 2 - look.stroke_width), "circle-color": look.fill,
+            "circle-stroke-color": look.stroke, "circle-stroke-width": _number(look.stroke_width)}))
+        if look.marker == "ring":
+            layers.append(layer(f"{kind}-ring", "circle", (("kind", (kind,)),), {
+                "circle-radius": _number(look.size / 5), "circle-color": look.stroke}))
     if not glyphs:
         return layers
-    for kind, look in looks.items():
-        sides = place_text(look)
-        layers.append(layer(kind, "symbol", (("kind", (kind,)),), _text_paint(look.font), {
-            "text-field": "{name}", "text-font": [look.font.fontstack], "text-size": look.font.size,
-            "text-anchor": _by("side", {side: TEXT_ANCHORS[align, base] for side, (align, base, _, _) in sides.items()},
-                               "left"),
-            "text-offset": _by("side", {side: ["literal", [_number(dx / look.font.size), _number(dy / look.font.size)]]
-                                        for side, (_, _, dx, dy) in sides.items()}, ["literal", [0, 0]]),
-            "symbol-sort-key": ["get", "rank"], "text-allow-overlap": True}))
+    for kind, look in style.PLACE_STYLES.items():
+        for side, (align, base, dx, dy) in place_text(look).items():
+            layers.append(layer(f"{kind}-{side}", "symbol", (("kind", (kind,)), ("side", (side,))),
+                                _text_paint(look.font), {
+                "text-field": "{name}", "text-font": [look.font.fontstack], "text-size": look.font.size,
+                "text-anchor": TEXT_ANCHORS[align, base],
+                "text-offset": [_number(dx / look.font.size), _number(dy / look.font.size)],
+                "symbol-sort-key": ["get", "rank"], "text-allow-overlap": True}))
     return layers
 
 
@@ -311,6 +302,9 @@ def qgis_renderer(layer_id: str) -> ET.Element:
     return renderer
 
 
+QGIS_WRAP_CHARS = len("(possible extension)")  # the longest line of a unit label in QGIS
+
+
 def qgis_label_settings(layer_id: str, font: style.Font, around: float | None = None) -> ET.Element:
     """QGIS label settings (a ``settings`` element): the label text, font, halo, placement over the polygon
     or point; ``around``: beside the point at that distance (px), where QGIS finds room. Labels of the tiles'
@@ -332,6 +326,9 @@ def qgis_label_settings(layer_id: str, font: style.Font, around: float | None = 
                                           "centroidWhole": "0", "fitInPolygonOnly": "0", "dist": _mm(around or 0),
                                           "distUnits": "MM", "priority": "8" if layer_id in (
                                               *style.CLAIMED_LAYERS, LABELS) else "3"})
+    if layer_id in style.CLAIMED_LAYERS:  # "Zhob" over "(possible extension)", as in the exports: a narrower box
+        ET.SubElement(settings, "text-format", {"wrapChar": "", "autoWrapLength": str(QGIS_WRAP_CHARS),
+                                                "useMaxLineLengthForAutoWrap": "1", "multilineAlign": "1"})
     # every claimed unit is named at any scale (QGIS would silently drop a colliding one, as it dropped Dera
     # Ismail Khan at national scale); civil names may give way
     shown_always = points or layer_id in style.CLAIMED_LAYERS

@@ -152,18 +152,21 @@ def test_maplibre_style_draws_the_model(server):
     assert (units["source-layer"], units["layout"]["text-field"]) == ("labels", "{label}")
     assert style.EXTENSION_LABEL not in json.dumps(layers)  # the text is the data's, not the style's
     assert [lid for lid in layers if layers[lid].get("source-layer") == "wilayahs" and layers[lid]["type"] == "symbol"] == []
-    assert order.index("wilayahs-north-core-line") < order.index("places-marker-circle") < order.index(
-        "wilayahs-label-symbol") < order.index("places-city-symbol")
-    city = layers["places-city-symbol"]
+    assert order.index("wilayahs-north-core-line") < order.index("places-city-marker-circle") < order.index(
+        "wilayahs-label-symbol") < order.index("places-city-right-symbol")
+    # one layer per kind of place and side, with constant values (QGIS 3.22 reads a match as its fallback)
     look = style.PLACE_STYLES["city"]
-    assert city["filter"] == ["all", ["==", "kind", "city"]] and city["layout"]["text-size"] == look.font.size
-    anchors = dict(zip(city["layout"]["text-anchor"][2:-1:2], city["layout"]["text-anchor"][3:-1:2]))
-    offsets = dict(zip(city["layout"]["text-offset"][2:-1:2], city["layout"]["text-offset"][3:-1:2]))
-    assert anchors["right"] == "left" and anchors["above"] == "bottom"  # the name beside its marker
+    right, above = layers["places-city-right-symbol"], layers["places-city-above-symbol"]
+    assert right["filter"] == ["all", ["==", "kind", "city"], ["==", "side", "right"]]
+    assert right["layout"]["text-size"] == look.font.size
+    assert (right["layout"]["text-anchor"], above["layout"]["text-anchor"]) == ("left", "bottom")  # beside the marker
     gap = (look.size / 2 + style.PLACE_GAP) / look.font.size  # ems from the place to the text
-    assert offsets["right"] == ["literal", [pytest.approx(gap, abs=1e-3), 0]]
-    assert layers["places-marker-circle"]["paint"]["circle-radius"][2:4] == [
-        "national-capital", style.PLACE_STYLES["national-capital"].size / 2 - style.PLACE_STYLES["national-capital"].stroke_width]
+    assert right["layout"]["text-offset"] == [pytest.approx(gap, abs=1e-3), 0]
+    capital = style.PLACE_STYLES["national-capital"]
+    assert layers["places-national-capital-marker-circle"]["paint"]["circle-radius"] == capital.size / 2 - capital.stroke_width
+    assert "places-provincial-capital-ring-circle" in layers and "places-city-ring-circle" not in layers
+    assert not any(isinstance(v, list) and v[:1] == ["match"] for layer in layers.values()
+                   for v in [*layer.get("layout", {}).values(), *layer.get("paint", {}).values()])
 
 
 @pytest.mark.parametrize("name, ratio", [("sprite", 1), ("sprite@2x", 2)])
