@@ -34,8 +34,8 @@ from layers import catalogue, lookup, style
 from layers.export import RC
 from layers.features import QueryError, parse_instant
 
-COLUMNS = ("province", "division", "district", "tehsil", "tribal_district", "wilayah", "wilayah_part",
-           "wilayah_confidence", "zone", "placement")
+COLUMNS = ("province", "division", "district", "tehsil", "tribal_district", "wilayah", "wilayah_label",
+           "wilayah_part", "wilayah_confidence", "zone", "placement")
 CHUNK = 10_000
 PLACED = ("coordinates", "place-name")  # the placement of a row placed, with its date
 # Why a row could not be (wholly) placed, most serious first: a row gets the first that applies.
@@ -271,9 +271,10 @@ class Joiner:
             self._places[names] = found
         return self._places[names]
 
-    def unit_columns(self, certain: list[int]) -> tuple[str, str, str, str]:
+    def unit_columns(self, certain: list[int]) -> tuple[str, str, str, str, str]:
         units = [self.wilayahs[i] for i in certain]
-        return (SEPARATOR.join(u["name"] for u in units), SEPARATOR.join(u["part"] for u in units),
+        return (SEPARATOR.join(u["name"] for u in units), SEPARATOR.join(u["label"] for u in units),
+                SEPARATOR.join(u["part"] for u in units),
                 SEPARATOR.join(u["confidence"] for u in units), next((u["zone"] for u in units if u["zone"]), ""))
 
     def joined(self, rows: list[_Row], summary: Summary) -> Iterator[Joined]:
@@ -300,7 +301,8 @@ class Joiner:
             if row.date_flag is None and certain != located.possible[i]:
                 row.date_flag, row.detail = "date-uncertain", f"{row.start} to {row.end}"
             if row.date_flag:
-                yield Joined(row, [*civil, "", "", "", "", self._flag(row, row.date_flag, summary)], district)
+                yield Joined(row, [*civil, *self.unit_columns([]), self._flag(row, row.date_flag, summary)],
+                             district)
                 continue
             summary.placements[row.placement] += 1
             yield Joined(row, [*civil, *self.unit_columns(certain), row.placement], district, certain)
@@ -476,8 +478,8 @@ def number(text: str) -> int:
 
 def aggregate(rows: Iterable[dict], layout: Layout) -> dict[str, dict[tuple[str, str], list[int]]]:
     """Events and fatalities per (unit, month) for each level of ``LEVELS``, from joined rows (dicts with
-    lower-case keys). A row counts in each unit it fell in on its day (wilayahs: the name, with
-    "(possible extension)" for an extension); flagged rows count nowhere. The zone level has a row for
+    lower-case keys). A row counts in each unit it fell in on its day (wilayahs: by their label, e.g.
+    "Zhob (possible extension)"); flagged rows count nowhere. The zone level has a row for
     events placed in no claimed unit (``NO_UNIT``), so that each month's zone rows sum to its events."""
     table: dict[str, dict[tuple[str, str], list[int]]] = {level: {} for level in LEVELS}
 
@@ -492,10 +494,10 @@ def aggregate(rows: Iterable[dict], layout: Layout) -> dict[str, dict[tuple[str,
             continue
         fatalities = number(row.get(layout.fatalities) or "") if layout.fatalities else 0
         add("district", row["district"], month, fatalities)
-        names = row["wilayah"].split(SEPARATOR) if row["wilayah"] else []
-        for name, part in zip(names, row["wilayah_part"].split(SEPARATOR) if names else [], strict=True):
-            add("wilayah", style.label_text({"name": name, "part": part}), month, fatalities)
-        add("zone", style.ZONE_LABELS.get(row["zone"] or None, style.ZONE_LABELS[None]) if names else NO_UNIT, month,
+        labels = row["wilayah_label"].split(SEPARATOR) if row["wilayah_label"] else []
+        for label in labels:
+            add("wilayah", label, month, fatalities)
+        add("zone", style.ZONE_LABELS.get(row["zone"] or None, style.ZONE_LABELS[None]) if labels else NO_UNIT, month,
             fatalities)
     return table
 

@@ -23,7 +23,7 @@ import numpy as np
 import shapely
 
 from geo import geojson
-from layers import catalogue, events, lookup, store, style
+from layers import catalogue, events, lookup, store
 from layers.features import DOMAINS, Collection, LayerFeatures, QueryError, Queryable
 
 EVENTS_ENV = "TTP_ATLAS_EVENTS"  # path of the user's event file (ACLED, UCDP GED, GTD or plain CSV)
@@ -94,7 +94,7 @@ def count_feature(layer_id: str, unit: dict, geometry: dict, month: str, tally: 
     props = unit["properties"]
     properties = {"id": f"{unit['id']}/{month}", "unit_id": unit["id"], "name": props["name"]}
     if layer_id == "wilayahs":
-        properties.update(part=props["part"], zone=props["zone"], label=style.label_text(props))
+        properties.update(part=props["part"], zone=props["zone"], label=props["label"])
     properties.update(month=month, events=tally[0], fatalities=tally[1])
     return {"type": "Feature", "id": properties["id"], "geometry": geometry, "properties": properties}
 

@@ -150,6 +150,20 @@ def test_plain_file_across_chunks(locator, tmp_path):
     assert list(out[0])[:4] == ["Date", "Lon", "Lat", "note"]  # the header is written back as given
 
 
+def test_rows_carry_the_units_labels_and_the_report_counts_by_them(locator, tmp_path):
+    """The label is the unit's own (its status included): after December 2025 an event in Gilgit falls in
+    the continuation of unknown status, not in a "possible extension"."""
+    path = tmp_path / "gilgit.csv"
+    path.write_text("date,lon,lat,fatalities\n2026-01-05,74.31,35.92,2\n2023-07-15,67.00141,30.18414,1\n",
+                    encoding="utf-8")
+    out, _ = joined(locator, path, tmp_path)
+    assert [row["wilayah_label"] for row in out] == ["Gilgit-Baltistan (status unknown since 2025-12-25)",
+                                                     "Zhob (possible extension)"]
+    table = events.aggregate(out, events.detect(list(out[0])))
+    assert table["wilayah"] == {("Gilgit-Baltistan (status unknown since 2025-12-25)", "2026-01"): [1, 2],
+                                ("Zhob (possible extension)", "2023-07"): [1, 1]}
+
+
 def test_files_it_refuses(locator, tmp_path):
     unknown = tmp_path / "unknown.csv"
     unknown.write_text("when,x,y\n2023-07-01,71,34\n", encoding="utf-8")
